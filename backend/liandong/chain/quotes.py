@@ -1,0 +1,127 @@
+"""EIP-712 quotes: the shop's signed offer that the escrow's `pay` checks.
+
+The typed data here must match `QUOTE_TYPEHASH` and the EIP-712 domain in
+`contracts/LiandongEscrow.sol`; the contract tests sign with this module, so a drift fails them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import to_checksum_address
+
+NATIVE_TOKEN = "0x0000000000000000000000000000000000000000"
+ESCROW_DOMAIN_NAME = "LiandongEscrow"
+ESCROW_DOMAIN_VERSION = "1"
+
+QUOTE_FIELDS: list[dict[str, str]] = [
+    {"name": "orderId", "type": "bytes32"},
+    {"name": "productId", "type": "uint256"},
+    {"name": "quantity", "type": "uint256"},
+    {"name": "token", "type": "address"},
+    {"name": "amount", "type": "uint256"},
+    {"name": "buyer", "type": "address"},
+    {"name": "expiry", "type": "uint64"},
+    {"name": "deliveryDeadline", "type": "uint64"},
+]
+
+
+@dataclass(frozen=True)
+class EscrowDomain:
+    """Where a quote is valid: one escrow contract on one chain."""
+
+    chain_id: int
+    verifying_contract: str
+
+    def as_typed_data(self) -> dict[str, Any]:
+        return {
+            "name": ESCROW_DOMAIN_NAME,
+            "version": ESCROW_DOMAIN_VERSION,
+            "chainId": self.chain_id,
+            "verifyingContract": to_checksum_address(self.verifying_contract),
+        }
+
+
+@dataclass(frozen=True)
+class Quote:
+    """An order as the shop offers it; `buyer` is the zero address when anyone may pay."""
+
+    order_id: bytes
+    product_id: int
+    quantity: int
+    token: str
+    amount: int
+    buyer: str
+    expiry: int
+    delivery_deadline: int
+
+    def __post_init__(self) -> None:
+        if len(self.order_id) != 32:
+            raise ValueError(f"order_id must be 32 bytes, got {len(self.order_id)}")
+        if self.quantity <= 0 or self.amount <= 0:
+            raise ValueError("quantity and amount must be positive")
+        if self.delivery_deadline < self.expiry:
+            raise ValueError("the delivery deadline cannot come before the quote expires")
+
+    def as_message(self) -> dict[str, Any]:
+        return {
+            "orderId": self.order_id,
+            "productId": self.product_id,
+            "quantity": self.quantity,
+            "token": to_checksum_address(self.token),
+            "amount": self.amount,
+            "buyer": to_checksum_address(self.buyer),
+            "expiry": self.expiry,
+            "deliveryDeadline": self.delivery_deadline,
+        }
+
+    def as_abi_tuple(self) -> tuple[bytes, int, int, str, int, str, int, int]:
+        """The `Quote` struct as the contract's ABI takes it."""
+        return (
+            self.order_id,
+            self.product_id,
+            self.quantity,
+            to_checksum_address(self.token),
+            self.amount,
+            to_checksum_address(self.buyer),
+            self.expiry,
+            self.delivery_deadline,
+        )
+
+    def order_terms(self, payer: str) -> tuple[bytes, str, str, int, int]:
+        """The `Order` struct that settles this quote once `payer` has paid it."""
+        return (
+            self.order_id,
+            to_checksum_address(payer),
+            to_checksum_address(self.token),
+            self.amount,
+            self.delivery_deadline,
+        )
+
+
+def quote_typed_data(quote: Quote, domain: EscrowDomain) -> dict[str, Any]:
+    """The full EIP-712 document for `quote`, as a wallet's `eth_signTypedData_v4` takes it."""
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Quote": QUOTE_FIELDS,
+        },
+        "primaryType": "Quote",
+        "domain": domain.as_typed_data(),
+        "message": quote.as_message(),
+    }
+
+
+def sign_quote(quote: Quote, domain: EscrowDomain, operator_key: bytes | str) -> bytes:
+    """The operator's 65-byte signature (r ‖ s ‖ v) of `quote`, as `pay` expects it."""
+    signable = encode_typed_data(full_message=quote_typed_data(quote, domain))
+    return bytes(Account.sign_message(signable, operator_key).signature)
+

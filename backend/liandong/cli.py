@@ -1,0 +1,77 @@
+"""The `liandong` command: run the shop and operate it."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import typer
+from eth_account import Account
+from rich.console import Console
+from rich.table import Table
+
+from liandong.chain.deploy import deploy_local_escrow
+from liandong.chain.devnet import DEV_MNEMONIC, Anvil
+from liandong.core.config import Settings
+
+app = typer.Typer(help="链动小铺 Liandong: a card-key shop paid through an on-chain escrow.", no_args_is_help=True)
+console = Console()
+
+DEMO_BUYER_INDEX = 9
+"""The dev account printed as the demo wallet: far from #0, which deploys and operates."""
+
+
+@app.callback()
+def main() -> None:
+    """Run `liandong up` to start a local shop."""
+
+
+def _demo_wallet() -> tuple[str, str]:
+    Account.enable_unaudited_hdwallet_features()
+    account = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{DEMO_BUYER_INDEX}")
+    return str(account.address), account.key.to_0x_hex()
+
+
+def _wait_for_interrupt() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def up(
+    port: int | None = typer.Option(None, help="Port of the embedded anvil (default from settings)."),
+) -> None:
+    """Start a local shop: an embedded anvil chain with the escrow and a demo token deployed."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    node = Anvil(
+        port=settings.anvil_port if port is None else port,
+        block_time=settings.anvil_block_time,
+        state_file=settings.data_dir / "anvil-state.json",
+    )
+    with console.status("Starting the local chain…"):
+        node.start()
+    try:
+        with console.status("Deploying the escrow…"):
+            record = deploy_local_escrow(node.http_url, settings.deployment_file)
+        address, key = _demo_wallet()
+        table = Table(title="链动小铺 Liandong is up", show_header=False)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")
+        table.add_row("Chain (JSON-RPC)", node.http_url)
+        table.add_row("Chain id", str(record.chain_id))
+        table.add_row("Escrow", record.escrow)
+        for symbol, token in record.tokens.items():
+            table.add_row(f"Demo token {symbol}", token)
+        table.add_row("Demo wallet", address)
+        table.add_row("Demo wallet key", key)
+        table.add_row("Deployment record", str(settings.deployment_file))
+        console.print(table)
+        console.print("Press Ctrl-C to stop; the chain's state is kept for the next `liandong up`.")
+        _wait_for_interrupt()
+    finally:
+        node.stop()
