@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything the shop and its tests need, from the package registries only:
+# the Python venv (pinned by requirements.lock), the npm toolchain (foundry binaries, solcjs,
+# OpenZeppelin, pinned by package-lock.json) and a `solc` command. Idempotent: each part is
+# redone only when its inputs changed, so `make run` and `make test` can call it every time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+solc_version=$(sed -n "s/^  version: *\([0-9.]*\)$/\1/p" ape-config.yaml)  # solidity.version
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || { echo "setup: '$1' is required but not installed ($2)" >&2; exit 1; }
+}
+need python3 "Python 3.11 or newer"
+need node "Node.js 18 or newer"
+need npm "npm, with Node.js"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup: Python 3.11+ required" >&2; exit 1; }
+
+# A stamp holds the hash of a part's inputs; the part is redone when the hash differs.
+fresh() { [ -f "$1" ] && [ "$(cat "$1")" = "$(cat "${@:2}" | sha256sum)" ]; }
+stamp() { cat "${@:2}" | sha256sum > "$1"; }
+
+if ! fresh .venv/.installed requirements.lock pyproject.toml; then
+  echo "setup: installing Python packages into .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r requirements.lock
+  .venv/bin/python -m pip install --quiet --no-deps -e .
+  stamp .venv/.installed requirements.lock pyproject.toml
+fi
+
+if ! fresh node_modules/.installed package-lock.json; then
+  echo "setup: installing npm packages (foundry, solc, OpenZeppelin)"
+  npm ci --no-audit --no-fund --loglevel=error
+  stamp node_modules/.installed package-lock.json
+fi
+
+mkdir -p .toolchain/bin
+for tool in anvil forge cast; do
+  ln -sfn "$root/node_modules/@foundry-rs/$tool-linux-amd64/bin/$tool" ".toolchain/bin/$tool"
+done
+
+# A native solc of the pinned version wins; otherwise the shim over solcjs.
+native_solc=$(PATH=$(echo "$PATH" | tr ':' '\n' | grep -vx "$root/.toolchain/bin" | paste -sd:) command -v solc || true)
+if [ -n "$native_solc" ] && "$native_solc" --version 2>/dev/null | grep -q "Version: $solc_version+"; then
+  solc_target=$native_solc
+else
+  solc_target=$root/toolchain/solc.js
+fi
+ln -sfn "$solc_target" .toolchain/bin/solc
+# py-solc-x and ape-solidity look for installed compilers in ~/.solcx.
+mkdir -p "$HOME/.solcx"
+ln -sfn "$solc_target" "$HOME/.solcx/solc-v$solc_version"
