@@ -183,7 +183,7 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
      * @param signature The operator's EIP-712 signature of `quote`.
      */
     function pay(Quote calldata quote, bytes calldata signature) external payable nonReentrant {
-        _pay(quote, signature);
+        _pay(quote, signature, msg.value);
     }
 
     /**
@@ -201,7 +201,7 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
         try IERC20Permit(quote.token).permit(
             msg.sender, address(this), quote.amount, permit.deadline, permit.v, permit.r, permit.s
         ) {} catch {}
-        _pay(quote, signature);
+        _pay(quote, signature, 0);
     }
 
     /**
@@ -251,8 +251,8 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
     function recordDeliveries(Delivery[] calldata deliveries) external onlyOperator {
         uint16 currentFeeBps = feeBps;
         address runToken = NATIVE;
-        uint256 runAmount;
-        uint256 runFee;
+        uint256 runAmount = 0;
+        uint256 runFee = 0;
         for (uint256 i; i < deliveries.length; ++i) {
             Order calldata order = deliveries[i].order;
             uint256 fee = _settleDelivery(order, deliveries[i].commitment, currentFeeBps);
@@ -272,6 +272,7 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
      */
     function refundBatch(Order[] calldata orders) external onlyOperator nonReentrant {
         for (uint256 i; i < orders.length; ++i) {
+            // A buyer whose account refuses the funds is credited instead, so the loop cannot be blocked.
             _refund(orders[i]);
         }
     }
@@ -362,11 +363,14 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
 
     // -------------------------------------------------------------- internal
 
-    function _pay(Quote calldata quote, bytes calldata signature) private {
+    /// @dev `nativeValue` is `msg.value` when the entry point is payable, else 0.
+    function _pay(Quote calldata quote, bytes calldata signature, uint256 nativeValue) private {
         (address currentOperator, bool isPaused) = (operator, paused);
         if (isPaused) revert PaymentsArePaused();
         if (block.timestamp > quote.expiry) revert QuoteExpired(quote.expiry);
         if (quote.buyer != address(0) && quote.buyer != msg.sender) revert WrongBuyer(quote.buyer, msg.sender);
+        // The third value only details a malformed signature, which is refused as invalid all the same.
+        // slither-disable-next-line unused-return
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(quoteDigest(quote), signature);
         if (err != ECDSA.RecoverError.NoError || signer != currentOperator) revert InvalidQuoteSignature();
         if (_orders[quote.orderId] != 0) revert OrderAlreadyExists(quote.orderId);
@@ -378,9 +382,9 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
         );
 
         if (quote.token == NATIVE) {
-            if (msg.value != quote.amount) revert WrongAmount(quote.amount, msg.value);
+            if (nativeValue != quote.amount) revert WrongAmount(quote.amount, nativeValue);
         } else {
-            if (msg.value != 0) revert WrongAmount(0, msg.value);
+            if (nativeValue != 0) revert WrongAmount(0, nativeValue);
             _pullExactly(IERC20(quote.token), quote.amount);
         }
     }
@@ -405,9 +409,12 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
         emit OrderDelivered(order.orderId, commitment, fee);
     }
 
+    /// @dev The order is Refunded before the transfer (checks-effects-interactions); the credit and
+    /// the event after it depend on its outcome, and every caller is `nonReentrant`.
     function _refund(Order calldata order) private {
         uint256 paidRecord = _requirePaid(order);
         _orders[order.orderId] = paidRecord ^ uint256(Status.Paid) ^ uint256(Status.Refunded);
+        // slither-disable-next-line reentrancy-benign,reentrancy-events
         bool delivered = _trySend(order.token, order.buyer, order.amount);
         if (!delivered) refundCredit[order.token][order.buyer] += order.amount;
         emit OrderRefunded(order.orderId, order.buyer, order.token, order.amount, !delivered);

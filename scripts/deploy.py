@@ -16,7 +16,6 @@ from typing import Any
 import click
 from ape import accounts, chain, project
 from ape.cli import ConnectedProviderCommand, account_option, ape_cli_context
-
 from liandong.chain.deployment import DeploymentRecord
 
 DEMO_TOKEN = ("Demo USD", "DUSD", 6)

@@ -14,7 +14,9 @@ from liandong.chain.deploy import deploy_local_escrow
 from liandong.chain.devnet import DEV_MNEMONIC, Anvil
 from liandong.core.config import Settings
 
-app = typer.Typer(help="链动小铺 Liandong: a card-key shop paid through an on-chain escrow.", no_args_is_help=True)
+app = typer.Typer(
+    help="链动小铺 Liandong: a card-key shop paid through an on-chain escrow.", no_args_is_help=True
+)
 console = Console()
 
 DEMO_BUYER_INDEX = 9
@@ -32,12 +34,12 @@ def _demo_wallet() -> tuple[str, str]:
     return str(account.address), account.key.to_0x_hex()
 
 
-def _wait_for_interrupt() -> None:
+def _wait_for_stop_signal() -> None:
+    """Blocks until Ctrl-C (SIGINT) or SIGTERM, so that both end in the same clean shutdown."""
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(0.5):
         pass
 
 
@@ -72,6 +74,6 @@ def up(
         table.add_row("Deployment record", str(settings.deployment_file))
         console.print(table)
         console.print("Press Ctrl-C to stop; the chain's state is kept for the next `liandong up`.")
-        _wait_for_interrupt()
+        _wait_for_stop_signal()
     finally:
         node.stop()

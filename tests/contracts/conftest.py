@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 from ape import chain
+from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote, sign_quote
 
-from liandong.chain.quotes import NATIVE_TOKEN, EscrowDomain, Quote, sign_quote
-
-ZERO_ADDRESS = NATIVE_TOKEN
+ZERO_ADDRESS = NATIVE_COIN
 PRICE = 10**16  # 0.01 of the native coin
 TOKEN_PRICE = 25 * 10**6  # 25 units of a 6-decimals stablecoin
 DELIVERY_WINDOW = 3600

@@ -9,7 +9,6 @@ import ape
 from ape import chain
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-
 from liandong.chain.quotes import EscrowDomain, Quote
 
 from .conftest import TOKEN_PRICE
@@ -17,7 +16,9 @@ from .conftest import TOKEN_PRICE
 PAID = 1
 
 
-def _permit(token: Any, holder: Any, spender: Any, amount: int, deadline: int) -> tuple[int, int, bytes, bytes]:
+def _permit(
+    token: Any, holder: Any, spender: Any, amount: int, deadline: int
+) -> tuple[int, int, bytes, bytes]:
     """An EIP-2612 permit signed by `holder`, as (deadline, v, r, s)."""
     typed = {
         "types": {
@@ -167,7 +168,12 @@ def test_tampered_amount_is_refused(
 
 
 def test_paying_with_another_token_than_quoted_is_refused(
-    escrow: Any, buyer: Any, stable: Any, usdt: Any, make_quote: Callable[..., Quote], sign: Callable[..., bytes]
+    escrow: Any,
+    buyer: Any,
+    stable: Any,
+    usdt: Any,
+    make_quote: Callable[..., Quote],
+    sign: Callable[..., bytes],
 ) -> None:
     quote = make_quote(token=str(stable.address), amount=TOKEN_PRICE)
     swapped = make_quote(

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import ape
-
 from liandong.chain.quotes import Quote
 
 
@@ -65,9 +64,7 @@ def test_ownership_moves_in_two_steps(escrow: Any, owner: Any, stranger: Any) ->
     assert escrow.owner() == stranger.address
 
 
-def test_a_stolen_operator_key_cannot_take_funds(
-    escrow: Any, operator: Any, buyer: Any, paid: Any
-) -> None:
+def test_a_stolen_operator_key_cannot_take_funds(escrow: Any, operator: Any, buyer: Any, paid: Any) -> None:
     quote = paid()
     terms = quote.order_terms(str(buyer.address))
     # It can settle, but a refund goes to the buyer and a delivery credits the merchant's payout.

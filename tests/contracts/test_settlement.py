@@ -9,7 +9,6 @@ from typing import Any
 import ape
 import pytest
 from ape import chain
-
 from liandong.chain.quotes import Quote
 
 from .conftest import TOKEN_PRICE
@@ -160,7 +159,8 @@ def test_operator_refunds_before_the_deadline_in_a_batch(
     escrow.refundBatch([_terms(native, buyer), _terms(token, other_buyer)], sender=operator)
     assert usdt.balanceOf(other_buyer) == usdt_before + TOKEN_PRICE
     assert buyer.balance == native_before + native.amount
-    assert escrow.balance == 0 and usdt.balanceOf(escrow) == 0
+    assert escrow.balance == 0
+    assert usdt.balanceOf(escrow) == 0
 
 
 def test_refund_refused_by_the_buyer_is_credited_and_claimable(

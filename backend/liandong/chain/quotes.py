@@ -11,9 +11,10 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
-NATIVE_TOKEN = "0x0000000000000000000000000000000000000000"
+# The token address that stands for the chain's native coin, as in the contract.
+NATIVE_COIN = "0x0000000000000000000000000000000000000000"
 ESCROW_DOMAIN_NAME = "LiandongEscrow"
 ESCROW_DOMAIN_VERSION = "1"
 
@@ -124,4 +125,3 @@ def sign_quote(quote: Quote, domain: EscrowDomain, operator_key: bytes | str) ->
     """The operator's 65-byte signature (r ‖ s ‖ v) of `quote`, as `pay` expects it."""
     signable = encode_typed_data(full_message=quote_typed_data(quote, domain))
     return bytes(Account.sign_message(signable, operator_key).signature)
-
