@@ -182,8 +182,10 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
      * @param quote The order as the shop quoted it.
      * @param signature The operator's EIP-712 signature of `quote`.
      */
-    function pay(Quote calldata quote, bytes calldata signature) external payable nonReentrant {
-        _pay(quote, signature, msg.value);
+    function pay(Quote calldata quote, bytes calldata signature) external payable {
+        // A native payment makes no external call, so only token payments pay for the guard.
+        if (quote.token == NATIVE) _pay(quote, signature, msg.value);
+        else _payGuarded(quote, signature, msg.value);
     }
 
     /**
@@ -362,6 +364,13 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
     }
 
     // -------------------------------------------------------------- internal
+
+    function _payGuarded(Quote calldata quote, bytes calldata signature, uint256 nativeValue)
+        private
+        nonReentrant
+    {
+        _pay(quote, signature, nativeValue);
+    }
 
     /// @dev `nativeValue` is `msg.value` when the entry point is payable, else 0.
     function _pay(Quote calldata quote, bytes calldata signature, uint256 nativeValue) private {
