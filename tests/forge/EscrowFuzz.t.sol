@@ -2,7 +2,7 @@
 pragma solidity 0.8.30;
 
 import {LiandongEscrow} from "../../contracts/LiandongEscrow.sol";
-import {FeeOnTransferToken, MintableToken, NoReturnToken} from "../../contracts/test/TestTokens.sol";
+import {FeeOnTransferToken, MintableToken, NoReturnToken} from "../../contracts/TestTokens.sol";
 import {TestBase} from "./TestBase.sol";
 
 /// @notice Property tests of single escrow operations over random amounts, deadlines, fees,

@@ -2,7 +2,7 @@
 pragma solidity 0.8.30;
 
 import {LiandongEscrow} from "../../contracts/LiandongEscrow.sol";
-import {MintableToken, NoReturnToken} from "../../contracts/test/TestTokens.sol";
+import {MintableToken, NoReturnToken} from "../../contracts/TestTokens.sol";
 import {EscrowHelpers} from "./TestBase.sol";
 
 /**

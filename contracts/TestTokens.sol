@@ -5,6 +5,9 @@ import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 import {ERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Permit.sol";
 
 // Tokens for tests and for the local demo shop. None of them is meant for a real chain.
+// This file sits beside the escrow rather than in a test folder because ape lists at most 500
+// files under contracts/, and the OpenZeppelin copy it unpacks in contracts/.cache can use them all
+// up before it reaches a subfolder; files at the top are listed first.
 
 /// @notice A standard ERC-20 (returns bool) that anyone can mint, with a permit.
 contract MintableToken is ERC20Permit {
