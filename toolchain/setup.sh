@@ -40,9 +40,11 @@ for tool in anvil forge cast; do
   ln -sfn "$root/node_modules/@foundry-rs/$tool-linux-amd64/bin/$tool" ".toolchain/bin/$tool"
 done
 
-# A native solc of the pinned version wins; otherwise the shim over solcjs.
-native_solc=$(PATH=$(echo "$PATH" | tr ':' '\n' | grep -vx "$root/.toolchain/bin" | paste -sd:) command -v solc || true)
-if [ -n "$native_solc" ] && "$native_solc" --version 2>/dev/null | grep -q "Version: $solc_version+"; then
+# A native solc of the pinned version wins; otherwise the shim over solcjs. Our own bin folders
+# are not searched: .venv/bin/solc is solc-select's (a slither dependency), which downloads.
+native_solc=$(PATH=$(echo "$PATH" | tr ':' '\n' | grep -vxE "$root/(\.toolchain|\.venv)/bin" | paste -sd:) \
+  command -v solc || true)
+if [ -n "$native_solc" ] && timeout 10 "$native_solc" --version 2>/dev/null | grep -q "Version: $solc_version+"; then
   solc_target=$native_solc
 else
   solc_target=$root/toolchain/solc.js
