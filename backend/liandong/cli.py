@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import signal
 import threading
+from pathlib import Path
+from typing import Annotated
 
 import typer
-from eth_account import Account
 from rich.console import Console
 from rich.table import Table
 
 from liandong.chain.deploy import deploy_local_escrow
-from liandong.chain.devnet import DEV_MNEMONIC, Anvil
+from liandong.chain.deployment import DeploymentRecord
+from liandong.chain.devnet import Anvil
 from liandong.core.config import Settings
+from liandong.node import run_node
+from liandong.simulate import dev_account
+from liandong.vault.commands import vault_app
 
 app = typer.Typer(
     help="链动小铺 Liandong: a card-key shop paid through an on-chain escrow.", no_args_is_help=True
 )
 console = Console()
+app.add_typer(vault_app, name="vault")
 
 DEMO_BUYER_INDEX = 9
 """The dev account printed as the demo wallet: far from #0, which deploys and operates."""
@@ -29,9 +38,8 @@ def main() -> None:
 
 
 def _demo_wallet() -> tuple[str, str]:
-    Account.enable_unaudited_hdwallet_features()
-    account = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{DEMO_BUYER_INDEX}")
-    return str(account.address), account.key.to_0x_hex()
+    account = dev_account(DEMO_BUYER_INDEX)
+    return str(account.address), "0x" + bytes(account.key).hex()
 
 
 def _wait_for_stop_signal() -> None:
@@ -77,3 +85,17 @@ def up(
         _wait_for_stop_signal()
     finally:
         node.stop()
+
+
+@app.command()
+def node(
+    deployment: Annotated[
+        Path | None, typer.Option(help="Deployment record (default: the data dir's).")
+    ] = None,
+) -> None:
+    """Run one shop node (indexer, delivery engine, settlement sender, API) against LIANDONG_RPC_URL."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    record = DeploymentRecord.load(deployment or settings.deployment_file)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the API drains, the rest resumes next run
+        asyncio.run(run_node(settings, record))

@@ -18,12 +18,63 @@ class Settings(BaseSettings):
     rpc_url: str | None = None
     """The chain's JSON-RPC endpoint. Unset: `liandong up` starts an embedded anvil."""
 
+    ws_url: str | None = None
+    """The chain's WebSocket endpoint for head subscriptions. Unset: `rpc_url` with ws:// instead."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
     anvil_port: int = 8545
     """Port of the embedded anvil (0 picks a free one)."""
 
     anvil_block_time: float | None = None
     """Seconds between blocks of the embedded anvil; unset mines each transaction at once."""
 
+    database_url: str | None = None
+    """SQLAlchemy URL of the shop's database. Unset: SQLite in `data_dir`. PostgreSQL to share it."""
+
+    master_key: str | None = None
+    """The vault's master key, base64 (32 bytes). Unset: read from `master_key_file`."""
+
+    master_key_file: Path | None = None
+    """File holding the master key. Unset: `data_dir/master.key`, created on first use."""
+
+    operator_key: str | None = None
+    """The operator's private key (hex): signs quotes, records deliveries, refunds. Keep it hot but
+    scoped: the escrow lets it settle orders, never take funds."""
+
+    confirmations: int = 0
+    """Blocks after the payment's block before its keys are delivered (0: on inclusion)."""
+
+    large_order_confirmations: int = 3
+    """Confirmations for orders at or above their token's threshold in `large_order_thresholds`."""
+
+    large_order_thresholds: dict[str, int] = {}
+    """Token address (0x0…0 for the native coin) → amount in base units that makes an order large."""
+
+    settlement_batch_interval: float = 0.25
+    """Seconds between on-chain settlement batches (deliveries and refunds)."""
+
+    settlement_batch_size: int = 50
+    """At most this many orders per settlement transaction."""
+
+    stuck_transaction_seconds: float = 30.0
+    """A settlement transaction not mined for this long is re-sent with a higher fee."""
+
     @property
     def deployment_file(self) -> Path:
         return self.data_dir / "deployment.json"
+
+    @property
+    def resolved_ws_url(self) -> str | None:
+        if self.ws_url or self.rpc_url is None:
+            return self.ws_url
+        return self.rpc_url.replace("https://", "wss://").replace("http://", "ws://")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'liandong.db').resolve()}"
+
+    @property
+    def resolved_master_key_file(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"

@@ -1,0 +1,133 @@
+"""The escrow's events and settlement calls, decoded and encoded without a contract object.
+
+The indexer reads thousands of logs a second, so decoding is done once per log with eth-abi
+against the event signatures of `contracts/LiandongEscrow.sol`, not through web3's contract layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import decode, encode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+ORDER_PAID = keccak(text="OrderPaid(bytes32,address,uint256,uint256,address,uint256,uint64)")
+ORDER_DELIVERED = keccak(text="OrderDelivered(bytes32,bytes32,uint256)")
+ORDER_REFUNDED = keccak(text="OrderRefunded(bytes32,address,address,uint256,bool)")
+SETTLEMENT_TOPICS = (ORDER_PAID, ORDER_DELIVERED, ORDER_REFUNDED)
+
+_ORDER_TUPLE = "(bytes32,address,address,uint256,uint64)"
+RECORD_DELIVERIES = keccak(text=f"recordDeliveries(({_ORDER_TUPLE},bytes32)[])")[:4]
+REFUND_BATCH = keccak(text=f"refundBatch({_ORDER_TUPLE}[])")[:4]
+ORDER_STATUS = keccak(text="orderStatus(bytes32)")[:4]
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    block_number: int
+    block_hash: str
+    tx_hash: str
+    log_index: int
+
+
+@dataclass(frozen=True)
+class OrderPaid:
+    position: LogPosition
+    order_id: bytes
+    buyer: str
+    product_id: int
+    quantity: int
+    token: str
+    amount: int
+    delivery_deadline: int
+
+
+@dataclass(frozen=True)
+class OrderDelivered:
+    position: LogPosition
+    order_id: bytes
+    commitment: bytes
+
+
+@dataclass(frozen=True)
+class OrderRefunded:
+    position: LogPosition
+    order_id: bytes
+    buyer: str
+    credited: bool
+
+
+EscrowEvent = OrderPaid | OrderDelivered | OrderRefunded
+
+
+@dataclass(frozen=True)
+class OrderTerms:
+    """The escrow's `Order` struct: what settling an order needs."""
+
+    order_id: bytes
+    buyer: str
+    token: str
+    amount: int
+    delivery_deadline: int
+
+    def as_abi(self) -> tuple[bytes, str, str, int, int]:
+        return (self.order_id, self.buyer, self.token, self.amount, self.delivery_deadline)
+
+
+def _hex(value: Any) -> str:
+    return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)
+
+
+def _bytes(value: Any) -> bytes:
+    return bytes(value) if not isinstance(value, str) else bytes.fromhex(value.removeprefix("0x"))
+
+
+def decode_log(log: Any) -> EscrowEvent | None:
+    """The escrow event in a raw `eth_getLogs` entry, or None for any other log."""
+    topics = [_bytes(topic) for topic in log["topics"]]
+    if not topics:
+        return None
+    data = _bytes(log["data"])
+    position = LogPosition(
+        block_number=int(log["blockNumber"]),
+        block_hash=_hex(log["blockHash"]),
+        tx_hash=_hex(log["transactionHash"]),
+        log_index=int(log["logIndex"]),
+    )
+    if topics[0] == ORDER_PAID:
+        product_id, quantity, token, amount, deadline = decode(
+            ["uint256", "uint256", "address", "uint256", "uint64"], data
+        )
+        buyer = to_checksum_address(topics[2][12:])
+        return OrderPaid(
+            position, topics[1], buyer, product_id, quantity, to_checksum_address(token), amount, deadline
+        )
+    if topics[0] == ORDER_DELIVERED:
+        commitment, _fee = decode(["bytes32", "uint256"], data)
+        return OrderDelivered(position, topics[1], commitment)
+    if topics[0] == ORDER_REFUNDED:
+        _token, _amount, credited = decode(["address", "uint256", "bool"], data)
+        return OrderRefunded(position, topics[1], to_checksum_address(topics[2][12:]), credited)
+    return None
+
+
+def record_deliveries_calldata(deliveries: Sequence[tuple[OrderTerms, bytes]]) -> bytes:
+    payload = [(terms.as_abi(), commitment) for terms, commitment in deliveries]
+    return RECORD_DELIVERIES + encode([f"({_ORDER_TUPLE},bytes32)[]"], [payload])
+
+
+def refund_batch_calldata(orders: Sequence[OrderTerms]) -> bytes:
+    return REFUND_BATCH + encode([f"{_ORDER_TUPLE}[]"], [[terms.as_abi() for terms in orders]])
+
+
+def order_status_calldata(order_id: bytes) -> bytes:
+    return ORDER_STATUS + encode(["bytes32"], [order_id])
+
+
+def decode_order_status(result: bytes) -> int:
+    """The `Status` (0 none, 1 paid, 2 delivered, 3 refunded) from an `orderStatus` call's result."""
+    status, _terms_hash = decode(["uint8", "bytes32"], result)
+    return int(status)

@@ -1,0 +1,465 @@
+"""The indexer: follows the escrow's events on the canonical chain into the store.
+
+Heads arrive by a WebSocket `newHeads` subscription; when the socket fails the indexer polls over
+HTTP while it reconnects with backoff, and a slow safety poll runs even while the socket is up, so
+a silent socket cannot hide a block. Whatever brought the head, the same `sync` closes the gap from
+the checkpoint with `eth_getLogs`: in ranges far from the head, block by block (by block hash) near
+it, where each block's parent hash is checked against the stored one to notice a reorganisation.
+
+The checkpoint moves in the same database transaction as the effects of its logs, so a crash at any
+point replays at most the blocks whose effects were not committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from hexbytes import HexBytes
+from sqlalchemy import Engine, delete
+from sqlmodel import Session, col, select
+from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
+
+from liandong.chain.escrow import (
+    SETTLEMENT_TOPICS,
+    EscrowEvent,
+    OrderDelivered,
+    OrderPaid,
+    OrderRefunded,
+    decode_log,
+)
+from liandong.store.models import ChainBlock, ChainCheckpoint, OrderStatus, Payment, ShopOrder, utcnow
+
+log = logging.getLogger(__name__)
+
+_TOPICS = [HexBytes(topic) for topic in SETTLEMENT_TOPICS]
+
+
+@dataclass(frozen=True)
+class Header:
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+
+    @classmethod
+    def from_rpc(cls, block: Any) -> Header:
+        def hex_of(value: Any) -> str:
+            return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)
+
+        return cls(
+            number=int(block["number"]),
+            hash=hex_of(block["hash"]),
+            parent_hash=hex_of(block["parentHash"]),
+            timestamp=int(block["timestamp"]),
+        )
+
+
+@dataclass(frozen=True)
+class ConfirmationPolicy:
+    """How many blocks must follow a payment before its keys go out, by the order's size."""
+
+    confirmations: int = 0
+    large_order_confirmations: int = 3
+    large_order_thresholds: dict[str, int] | None = None
+
+    def required(self, token: str, amount: int) -> int:
+        threshold = (self.large_order_thresholds or {}).get(token.lower())
+        if threshold is not None and amount >= threshold:
+            return max(self.confirmations, self.large_order_confirmations)
+        return self.confirmations
+
+
+@dataclass(frozen=True)
+class ConfirmedOrder:
+    order_id: int
+    priority: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class IndexerStore:
+    """The indexer's database side: every method is one transaction."""
+
+    def __init__(self, engine: Engine, chain_id: int, policy: ConfirmationPolicy, reorg_window: int) -> None:
+        self.engine = engine
+        self.chain_id = chain_id
+        self.policy = policy
+        self.reorg_window = reorg_window
+
+    def checkpoint(self) -> ChainCheckpoint | None:
+        with Session(self.engine) as session:
+            return session.get(ChainCheckpoint, self.chain_id)
+
+    def stored_hash(self, number: int) -> str | None:
+        with Session(self.engine) as session:
+            block = session.get(ChainBlock, (self.chain_id, number))
+            if block is not None:
+                return block.hash
+            checkpoint = session.get(ChainCheckpoint, self.chain_id)
+            if checkpoint is not None and checkpoint.block_number == number:
+                return checkpoint.block_hash
+            return None
+
+    def start_at(self, header: Header) -> None:
+        """Places the first checkpoint just before the escrow's deployment block."""
+        with Session(self.engine) as session:
+            session.add(
+                ChainCheckpoint(chain_id=self.chain_id, block_number=header.number, block_hash=header.hash)
+            )
+            session.commit()
+
+    def apply(
+        self, events: Sequence[EscrowEvent], upto: Header, head_number: int, keep_block: bool
+    ) -> list[ConfirmedOrder]:
+        """Applies the events of blocks up to `upto`, moves the checkpoint there, confirms due orders."""
+        with Session(self.engine) as session:
+            for event in events:
+                if isinstance(event, OrderPaid):
+                    self._record_payment(session, event, upto)
+                elif isinstance(event, OrderDelivered):
+                    self._record_delivered(session, event)
+                else:
+                    self._record_refunded(session, event)
+            if keep_block:
+                session.merge(
+                    ChainBlock(
+                        chain_id=self.chain_id,
+                        number=upto.number,
+                        hash=upto.hash,
+                        parent_hash=upto.parent_hash,
+                    )
+                )
+                session.exec(
+                    delete(ChainBlock).where(
+                        col(ChainBlock.chain_id) == self.chain_id,
+                        col(ChainBlock.number) < upto.number - self.reorg_window,
+                    )
+                )
+            checkpoint = session.get(ChainCheckpoint, self.chain_id)
+            assert checkpoint is not None
+            checkpoint.block_number, checkpoint.block_hash, checkpoint.updated_at = (
+                upto.number,
+                upto.hash,
+                utcnow(),
+            )
+            session.add(checkpoint)
+            confirmed = self._confirm_due(session, min(head_number, upto.number))
+            session.commit()
+            return confirmed
+
+    def rollback_to(self, ancestor: Header) -> int:
+        """Forgets everything after `ancestor`: payments there become unpaid again unless delivered."""
+        with Session(self.engine) as session:
+            orphaned = session.exec(
+                select(Payment).where(
+                    Payment.chain_id == self.chain_id, Payment.block_number > ancestor.number
+                )
+            ).all()
+            for payment in orphaned:
+                order = session.exec(
+                    select(ShopOrder).where(ShopOrder.chain_order_id == payment.chain_order_id)
+                ).first()
+                if order is not None and order.status in (OrderStatus.PAID, OrderStatus.CONFIRMED):
+                    order.status = OrderStatus.QUOTED
+                    order.payer = order.seen_at = order.confirmed_at = order.block_time = None
+                    session.add(order)
+                elif order is not None:
+                    log.warning(
+                        "reorg below %s removed the payment of %s order %s",
+                        ancestor.number,
+                        order.status,
+                        order.id,
+                    )
+                session.delete(payment)
+            session.exec(
+                delete(ChainBlock).where(
+                    col(ChainBlock.chain_id) == self.chain_id, col(ChainBlock.number) > ancestor.number
+                )
+            )
+            checkpoint = session.get(ChainCheckpoint, self.chain_id)
+            assert checkpoint is not None
+            checkpoint.block_number, checkpoint.block_hash = ancestor.number, ancestor.hash
+            session.add(checkpoint)
+            session.commit()
+            return len(orphaned)
+
+    def _record_payment(self, session: Session, event: OrderPaid, block: Header) -> None:
+        order_key = "0x" + event.order_id.hex()
+        payment = session.exec(
+            select(Payment).where(Payment.chain_id == self.chain_id, Payment.chain_order_id == order_key)
+        ).first()
+        if payment is None:
+            payment = Payment(
+                chain_id=self.chain_id,
+                chain_order_id=order_key,
+                payer=event.buyer,
+                token=event.token,
+                amount=str(event.amount),
+                tx_hash="",
+                block_number=0,
+                block_hash="",
+                log_index=0,
+            )
+        # A payment re-included after a reorg comes back with a new transaction and block.
+        payment.tx_hash = event.position.tx_hash
+        payment.block_number = event.position.block_number
+        payment.block_hash = event.position.block_hash
+        payment.log_index = event.position.log_index
+        session.add(payment)
+
+        order = session.exec(select(ShopOrder).where(ShopOrder.chain_order_id == order_key)).first()
+        if order is None:
+            log.error("payment for unknown order %s in tx %s: refunding", order_key, event.position.tx_hash)
+            session.add(_unknown_order(event))
+            return
+        if order.status == OrderStatus.QUOTED:
+            order.status = OrderStatus.PAID
+            order.payer = event.buyer
+            order.seen_at = _now()
+            order.block_time = datetime.fromtimestamp(block.timestamp, UTC)
+            order.priority = _priority(session, event)
+            session.add(order)
+
+    def _record_delivered(self, session: Session, event: OrderDelivered) -> None:
+        order = session.exec(
+            select(ShopOrder).where(ShopOrder.chain_order_id == "0x" + event.order_id.hex())
+        ).first()
+        if order is not None and order.committed_at is None:
+            order.committed_at = _now()
+            session.add(order)
+
+    def _record_refunded(self, session: Session, event: OrderRefunded) -> None:
+        order = session.exec(
+            select(ShopOrder).where(ShopOrder.chain_order_id == "0x" + event.order_id.hex())
+        ).first()
+        if order is not None and order.status != OrderStatus.REFUNDED:
+            order.status = OrderStatus.REFUNDED
+            order.refunded_at = _now()
+            session.add(order)
+
+    def _confirm_due(self, session: Session, head_number: int) -> list[ConfirmedOrder]:
+        rows = session.exec(
+            select(ShopOrder, Payment)
+            .join(Payment, col(Payment.chain_order_id) == col(ShopOrder.chain_order_id))
+            .where(ShopOrder.status == OrderStatus.PAID, Payment.chain_id == self.chain_id)
+        ).all()
+        confirmed = []
+        for order, payment in rows:
+            if head_number - payment.block_number >= self.policy.required(order.token, int(order.amount)):
+                order.status = OrderStatus.CONFIRMED
+                order.confirmed_at = _now()
+                session.add(order)
+                assert order.id is not None
+                confirmed.append(ConfirmedOrder(order.id, order.priority))
+        return confirmed
+
+
+def _priority(session: Session, event: OrderPaid) -> int:
+    """Bigger orders first (log scale of the amount), and buyers who bought before ahead of both."""
+    returning = session.exec(
+        select(ShopOrder.id).where(ShopOrder.payer == event.buyer, ShopOrder.status == OrderStatus.DELIVERED)
+    ).first()
+    return event.amount.bit_length() + (256 if returning is not None else 0)
+
+
+def _unknown_order(event: OrderPaid) -> ShopOrder:
+    """An order row for a payment the shop never quoted (e.g. a lost database), so it gets refunded."""
+    return ShopOrder(
+        chain_order_id="0x" + event.order_id.hex(),
+        product_id=event.product_id,
+        quantity=event.quantity,
+        token=event.token,
+        amount=str(event.amount),
+        payer=event.buyer,
+        status=OrderStatus.REFUNDING,
+        refund_reason="payment for an order this shop has no record of",
+        quote_signature="",
+        quote_expiry=0,
+        delivery_deadline=event.delivery_deadline,
+        access_token_hash="",
+        seen_at=_now(),
+    )
+
+
+class Indexer:
+    """Follows one escrow on one chain; `on_confirmed` hears of orders whose keys may go out."""
+
+    def __init__(
+        self,
+        store: IndexerStore,
+        http_url: str,
+        ws_url: str | None,
+        escrow: str,
+        start_block: int,
+        on_confirmed: Callable[[list[ConfirmedOrder]], None],
+        *,
+        backfill_chunk: int = 2_000,
+        poll_interval: float = 0.25,
+        safety_poll_interval: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.rpc = AsyncWeb3(AsyncHTTPProvider(http_url, request_kwargs={"timeout": 10}))
+        self.ws_url = ws_url
+        self.escrow = AsyncWeb3.to_checksum_address(escrow)
+        self.start_block = start_block
+        self.on_confirmed = on_confirmed
+        self.backfill_chunk = backfill_chunk
+        self.poll_interval = poll_interval
+        self.safety_poll_interval = safety_poll_interval
+        self.mode = "starting"
+        self._headers: dict[int, Header] = {}
+        self._head = -1
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------------ heads
+
+    def note_head(self, header: Header) -> None:
+        self._headers[header.number] = header
+        if len(self._headers) > 256:
+            for number in sorted(self._headers)[:-128]:
+                del self._headers[number]
+        self._head = max(self._head, header.number)
+        self._wake.set()
+
+    async def _poll_head(self) -> None:
+        number = await self.rpc.eth.block_number
+        if number > self._head:
+            self._head = number
+            self._wake.set()
+
+    async def _watch_heads(self) -> None:
+        backoff = 0.5
+        while True:
+            if self.ws_url is None:
+                self.mode = "polling"
+                await self._poll_for(float("inf"))
+            try:
+                async with AsyncWeb3(WebSocketProvider(self.ws_url)) as socket:
+                    await socket.eth.subscribe("newHeads")
+                    self.mode, backoff = "websocket", 0.5
+                    await self._poll_head()  # close whatever gap the reconnect left
+                    async for message in socket.socket.process_subscriptions():
+                        self.note_head(Header.from_rpc(message["result"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any socket failure means: poll, then reconnect
+                log.warning("head subscription lost (%s); polling for %.1f s", exc, backoff)
+            self.mode = "polling"
+            await self._poll_for(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def _poll_for(self, seconds: float) -> None:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                await self._poll_head()
+            except Exception as exc:  # the node may be down; keep trying
+                log.debug("polling the head failed: %s", exc)
+            await asyncio.sleep(self.poll_interval)
+
+    async def _safety_poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.safety_poll_interval)
+            try:
+                await self._poll_head()
+            except Exception as exc:
+                log.debug("safety poll failed: %s", exc)
+
+    # ------------------------------------------------------------------- sync
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._watch_heads())
+            tasks.create_task(self._safety_poll())
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                try:
+                    await self.sync()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("sync failed; retrying")
+                    await asyncio.sleep(self.poll_interval)
+                    self._wake.set()
+
+    async def header(self, number: int) -> Header:
+        cached = self._headers.get(number)
+        if cached is not None:
+            return cached
+        block = await self.rpc.eth.get_block(number)
+        return Header.from_rpc(block)
+
+    async def sync(self) -> None:
+        """Brings the checkpoint to the head the indexer knows of."""
+        checkpoint = self.store.checkpoint()
+        if checkpoint is None:
+            self.store.start_at(await self.header(max(self.start_block - 1, 0)))
+            checkpoint = self.store.checkpoint()
+            assert checkpoint is not None
+        if self._head < 0:
+            await self._poll_head()
+        position, position_hash = checkpoint.block_number, checkpoint.block_hash
+        while position < self._head:
+            head = self._head
+            if head - position > self.store.reorg_window:
+                upto = min(position + self.backfill_chunk, head - self.store.reorg_window)
+                await self._apply_range(position + 1, upto, head)
+                position = upto
+                position_hash = (await self.header(upto)).hash
+                continue
+            header = await self.header(position + 1)
+            if header.parent_hash != position_hash:
+                position, position_hash = await self._handle_reorg(position)
+                continue
+            logs = await self.rpc.eth.get_logs(
+                {"blockHash": HexBytes(header.hash), "address": self.escrow, "topics": [_TOPICS]}
+            )
+            self._apply(logs, header, head, keep_block=True)
+            position, position_hash = header.number, header.hash
+        await self._check_tip(position, position_hash)
+
+    async def _apply_range(self, first: int, last: int, head: int) -> None:
+        logs = await self.rpc.eth.get_logs(
+            {"fromBlock": first, "toBlock": last, "address": self.escrow, "topics": [_TOPICS]}
+        )
+        upto = await self.header(last)
+        self._apply(logs, upto, head, keep_block=False)
+
+    def _apply(self, logs: Sequence[Any], upto: Header, head: int, keep_block: bool) -> None:
+        events = [event for event in map(decode_log, logs) if event is not None]
+        confirmed = self.store.apply(events, upto, head, keep_block)
+        if confirmed:
+            self.on_confirmed(confirmed)
+
+    async def _check_tip(self, position: int, position_hash: str) -> None:
+        """A reorg to a chain no longer than ours shows only as a new hash at our own height."""
+        canonical = await self.rpc.eth.get_block(position)
+        if Header.from_rpc(canonical).hash != position_hash:
+            self._headers.pop(position, None)
+            await self._handle_reorg(position)
+            self._wake.set()
+
+    async def _handle_reorg(self, position: int) -> tuple[int, str]:
+        """Finds the newest block we stored that is still canonical and rolls back to it."""
+        number = position
+        while number >= 0:
+            stored = self.store.stored_hash(number)
+            block = await self.rpc.eth.get_block(number)
+            canonical = Header.from_rpc(block)
+            if stored is None or stored == canonical.hash:
+                break
+            number -= 1
+        for stale in [n for n in self._headers if n > number]:
+            del self._headers[stale]
+        ancestor = Header.from_rpc(await self.rpc.eth.get_block(number))
+        orphaned = self.store.rollback_to(ancestor)
+        log.warning("reorg: rolled back to block %s (%s payments orphaned)", number, orphaned)
+        return ancestor.number, ancestor.hash

@@ -1,0 +1,1 @@
+"""Plain service functions: what the API routes, the CLI and the tests call."""

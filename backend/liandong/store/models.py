@@ -1,0 +1,205 @@
+"""The shop's tables.
+
+Uniqueness in the schema does the hard work of exactly-once: one payment per (chain, order id),
+one order line per card key, one delivery per order line. Amounts of tokens are kept as decimal
+strings, because they exceed 64 bits and SQLite has no exact 256-bit type.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OrderStatus(enum.StrEnum):
+    QUOTED = "quoted"
+    """Quote issued, not paid."""
+    PAID = "paid"
+    """Payment seen on-chain, waiting for its confirmations."""
+    CONFIRMED = "confirmed"
+    """Confirmed: keys may be handed out."""
+    DELIVERED = "delivered"
+    """Keys assigned and handed to the buyer; the commitment may not be on-chain yet."""
+    REFUNDING = "refunding"
+    """No key can be delivered (out of stock, invalid): an on-chain refund is due."""
+    REFUNDED = "refunded"
+    """The escrow refunded the buyer."""
+
+
+class Product(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    sku: str = Field(unique=True, index=True, max_length=64)
+    name: str = Field(max_length=200)
+    active: bool = True
+    low_stock_percent: int = 20
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ProductPrice(SQLModel, table=True):
+    """The price of one unit of a product in one token (`0x0…0` for the native coin)."""
+
+    __table_args__ = (UniqueConstraint("product_id", "token"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    product_id: int = Field(foreign_key="product.id", index=True)
+    token: str = Field(max_length=42)
+    amount: str = Field(max_length=80)
+
+
+class DataKey(SQLModel, table=True):
+    """A product's data key, wrapped (encrypted) by the master key named by `master_key_id`."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    product_id: int = Field(foreign_key="product.id", unique=True)
+    wrapped_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    master_key_id: str = Field(max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ImportBatch(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    product_id: int = Field(foreign_key="product.id", index=True)
+    source_name: str = Field(max_length=255)
+    key_count: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CardKey(SQLModel, table=True):
+    """One sellable key, encrypted with its product's data key; never stored in the clear."""
+
+    __table_args__ = (UniqueConstraint("product_id", "fingerprint"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    product_id: int = Field(foreign_key="product.id", index=True)
+    batch_id: int = Field(foreign_key="importbatch.id", index=True)
+    ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    fingerprint: str = Field(max_length=64)
+    """Keyed hash of the plaintext (HMAC-SHA256), to refuse duplicates without decrypting."""
+    order_id: int | None = Field(default=None, foreign_key="shoporder.id", index=True)
+    claimed_at: datetime | None = None
+
+
+class ShopOrder(SQLModel, table=True):
+    """An order from its quote to its settlement, with the timestamps the efficiency board uses."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    chain_order_id: str = Field(unique=True, index=True, max_length=66)
+    """The escrow's `orderId` (bytes32, 0x-hex): how the chain and the shop name the order."""
+    product_id: int = Field(foreign_key="product.id", index=True)
+    quantity: int
+    token: str = Field(max_length=42)
+    amount: str = Field(max_length=80)
+    buyer: str | None = Field(default=None, max_length=42)
+    """The only address allowed to pay, when the quote names one."""
+    payer: str | None = Field(default=None, max_length=42, index=True)
+    email: str | None = Field(default=None, max_length=254)
+    status: OrderStatus = Field(default=OrderStatus.QUOTED, index=True)
+    priority: int = 0
+    """Higher first: derived from the order's value and whether the payer bought before."""
+    quote_signature: str = Field(max_length=140)
+    quote_expiry: int
+    delivery_deadline: int
+    access_token_hash: str = Field(max_length=64)
+    """SHA-256 of the secret order token given with the quote, which lets its holder read the keys."""
+    commitment: str | None = Field(default=None, max_length=66)
+    salt: str | None = Field(default=None, max_length=66)
+    refund_reason: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    block_time: datetime | None = None
+    seen_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    keys_claimed_at: datetime | None = None
+    delivered_at: datetime | None = None
+    committed_at: datetime | None = None
+    refunded_at: datetime | None = None
+
+
+class Payment(SQLModel, table=True):
+    """The escrow's `OrderPaid` log for an order, wherever the canonical chain has it now."""
+
+    __table_args__ = (UniqueConstraint("chain_id", "chain_order_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    chain_id: int
+    chain_order_id: str = Field(max_length=66, index=True)
+    payer: str = Field(max_length=42)
+    token: str = Field(max_length=42)
+    amount: str = Field(max_length=80)
+    tx_hash: str = Field(max_length=66)
+    block_number: int = Field(index=True)
+    block_hash: str = Field(max_length=66)
+    log_index: int
+    seen_at: datetime = Field(default_factory=utcnow)
+
+
+class Delivery(SQLModel, table=True):
+    """One card key handed out for one line of an order."""
+
+    __table_args__ = (UniqueConstraint("order_id", "line_no"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="shoporder.id", index=True)
+    line_no: int
+    card_key_id: int = Field(foreign_key="cardkey.id", unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """One try of one channel to tell the buyer their keys are ready."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="shoporder.id", index=True)
+    channel: str = Field(max_length=32)
+    succeeded: bool
+    error: str | None = Field(default=None, max_length=500)
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime = Field(default_factory=utcnow)
+
+
+class ChainCheckpoint(SQLModel, table=True):
+    """The last block whose logs are fully applied; moves in the same transaction as their effects."""
+
+    chain_id: int = Field(primary_key=True)
+    block_number: int
+    block_hash: str = Field(max_length=66)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ChainBlock(SQLModel, table=True):
+    """Hashes of recent processed blocks, to notice a reorganisation and find where it forked."""
+
+    chain_id: int = Field(primary_key=True)
+    number: int = Field(primary_key=True)
+    hash: str = Field(max_length=66)
+    parent_hash: str = Field(max_length=66)
+
+
+class ChainTxStatus(enum.StrEnum):
+    PENDING = "pending"
+    MINED = "mined"
+    FAILED = "failed"
+    REPLACED = "replaced"
+
+
+class ChainTx(SQLModel, table=True):
+    """A transaction the shop sent (recording deliveries, refunding), for nonces and fee bumps."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    chain_id: int
+    sender: str = Field(max_length=42)
+    nonce: int
+    kind: str = Field(max_length=16)
+    tx_hash: str = Field(max_length=66, unique=True)
+    order_ids: str
+    """Comma-separated `ShopOrder.id`s the transaction settles."""
+    max_fee_per_gas: str = Field(max_length=80)
+    status: ChainTxStatus = Field(default=ChainTxStatus.PENDING, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
