@@ -8,7 +8,6 @@ import urllib.request
 from typing import Any
 
 import pytest
-
 from eth_utils.crypto import keccak
 from liandong.store.models import OrderStatus
 from liandong.vault.crypto import delivery_commitment
