@@ -5,16 +5,35 @@ Used by the tests, the benchmarks and `liandong simulate`; nothing here is meant
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from eth_abi.abi import encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
+from sqlalchemy import Engine
+from sqlmodel import Session, select
 from web3 import Web3
 
-from liandong.chain.devnet import DEV_MNEMONIC
-from liandong.chain.quotes import Quote
+from liandong.chain.deployment import DeploymentRecord
+from liandong.chain.devnet import DEV_MNEMONIC, Anvil, free_port
+from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote
+from liandong.core.config import Settings
+from liandong.services.orders import IssuedQuote, create_quote
+from liandong.store.db import make_engine, migrate
+from liandong.store.models import Product, ProductPrice, ShopOrder
+from liandong.vault.crypto import load_keyring
+from liandong.vault.importer import import_keys
+from liandong.vault.service import Vault
 
 PAY = keccak(text="pay((bytes32,uint256,uint256,address,uint256,address,uint64,uint64),bytes)")[:4]
 
@@ -63,3 +82,114 @@ class DevBuyer:
         )
         self.nonce += 1
         return self.w3.eth.send_raw_transaction(signed.raw_transaction).to_0x_hex()
+
+
+OPERATOR = dev_account(0)
+PRICE = 10**15
+
+
+@dataclass
+class LocalShop:
+    """A shop on a dev chain driven from outside: its node runs as a child process, its store is
+    opened directly. The tests, the benchmarks and `liandong simulate` use it."""
+
+    anvil: Anvil
+    record: DeploymentRecord
+    data_dir: Path
+    confirmations: int = 0
+    api_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    engine: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        url = self.settings().resolved_database_url
+        migrate(url)
+        self.engine = make_engine(url)
+        self.w3 = Web3(Web3.HTTPProvider(self.anvil.http_url))
+        self.vault = Vault(load_keyring(self.settings()))
+        self.domain = EscrowDomain(self.record.chain_id, self.record.escrow)
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "LIANDONG_DATA_DIR": str(self.data_dir),
+            "LIANDONG_RPC_URL": self.anvil.http_url,
+            "LIANDONG_OPERATOR_KEY": "0x" + bytes(OPERATOR.key).hex(),
+            "LIANDONG_API_PORT": str(self.api_port),
+            "LIANDONG_CONFIRMATIONS": str(self.confirmations),
+            "LIANDONG_SETTLEMENT_BATCH_INTERVAL": "0.1",
+        }
+
+    def settings(self) -> Settings:
+        return Settings(data_dir=self.data_dir)
+
+    def start(self) -> None:
+        log = (self.data_dir / "node.log").open("ab")
+        self.process = subprocess.Popen(
+            ["liandong", "node", "--deployment", str(self.data_dir / "deployment.json")],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_for(self.healthy, 30, "the node to answer /healthz")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/healthz", timeout=1):
+                return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as unreachable:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"the node exited:\n{self.log()}") from unreachable
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when the machine dies."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        return (self.data_dir / "node.log").read_text(errors="replace")[-5000:]
+
+    def add_product(self, sku: str, keys: list[str]) -> int:
+        with Session(self.engine) as session:
+            product = Product(sku=sku, name=sku)
+            session.add(product)
+            session.commit()
+            assert product.id is not None
+            session.add(ProductPrice(product_id=product.id, token=NATIVE_COIN, amount=str(PRICE)))
+            session.commit()
+            if keys:
+                import_keys(session, self.vault, product.id, f"{sku}.txt", "\n".join(keys).encode(), "txt")
+            return product.id
+
+    def quote(self, product_id: int, quantity: int = 1) -> IssuedQuote:
+        with Session(self.engine) as session:
+            return create_quote(
+                session,
+                self.domain,
+                "0x" + bytes(OPERATOR.key).hex(),
+                product_id=product_id,
+                quantity=quantity,
+                token=NATIVE_COIN,
+                now=int(self.w3.eth.get_block("latest")["timestamp"]),
+            )
+
+    def buyer(self, index: int) -> DevBuyer:
+        return DevBuyer(self.w3, self.record.escrow, dev_account(index), self.record.chain_id)
+
+    def order(self, chain_order_id: str) -> ShopOrder:
+        with Session(self.engine) as session:
+            order = session.exec(select(ShopOrder).where(ShopOrder.chain_order_id == chain_order_id)).one()
+            session.expunge(order)
+            return order
+
+    def wait_for(self, condition: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = condition()
+            if result:
+                return result
+            time.sleep(0.05)
+        raise TimeoutError(f"timed out waiting for {what}\n--- node log ---\n{self.log()}")

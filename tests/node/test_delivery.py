@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 from eth_utils.crypto import keccak
+from liandong.simulate import LocalShop as Shop
 from liandong.store.models import OrderStatus
 from liandong.vault.crypto import delivery_commitment
 from web3 import Web3
-
-from .conftest import Shop
 
 ORDER_DELIVERED = "0x" + keccak(text="OrderDelivered(bytes32,bytes32,uint256)").hex()
 ORDER_REFUNDED = "0x" + keccak(text="OrderRefunded(bytes32,address,address,uint256,bool)").hex()
