@@ -15,8 +15,8 @@ from liandong.simulate import LocalShop
 def shop_factory(tmp_path: Path) -> Iterator[Callable[..., LocalShop]]:
     shops: list[LocalShop] = []
 
-    def make(confirmations: int = 0, anvil_args: list[str] | None = None) -> LocalShop:
-        anvil = Anvil(extra_args=anvil_args or []).start()
+    def make(confirmations: int = 0, chain_state: Path | None = None) -> LocalShop:
+        anvil = Anvil(state_file=chain_state).start()
         data_dir = tmp_path / f"shop{len(shops)}"
         data_dir.mkdir()
         record = deploy_local_escrow(anvil.http_url, data_dir / "deployment.json")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -92,7 +93,7 @@ class Anvil:
         """Stops the node gracefully (so `--state` is written), killing it if it hangs."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
+        self.process.send_signal(signal.SIGINT)  # anvil dumps `--state` on Ctrl-C, not on SIGTERM
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -26,7 +26,7 @@ from eth_account import Account
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from liandong.chain.escrow import (
     OrderTerms,
@@ -155,13 +155,18 @@ class SettlementSender:
             return batch
         except (ContractLogicError, Web3RPCError, ValueError):
             pass
-        keep = []
+        keep, settled = [], []
         for settlement in batch:
             status = await self._on_chain_status(settlement.terms)
             if status == PAID_ON_CHAIN:
                 keep.append(settlement)
             else:
                 log.warning("order %s is already settled on-chain (status %s)", settlement.order_id, status)
+                settled.append(settlement.order_id)
+        if settled:
+            with Session(self.engine) as session:
+                self._mark_settled(session, settled, kind)
+                session.commit()
         return keep
 
     async def _on_chain_status(self, terms: OrderTerms) -> int:
@@ -237,8 +242,38 @@ class SettlementSender:
             else:
                 newest = attempts[-1]
                 age = datetime.now(UTC) - newest.created_at.replace(tzinfo=UTC)
-                if age.total_seconds() > self.stuck_seconds:
+                if not await self._known(newest.tx_hash):
+                    self._forget(attempts)
+                elif age.total_seconds() > self.stuck_seconds:
                     await self._bump(newest)
+
+    async def _known(self, tx_hash: str) -> bool:
+        try:
+            await self.rpc.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return False
+        return True
+
+    def _forget(self, attempts: Sequence[ChainTx]) -> None:
+        """The node no longer knows the transaction (restarted, or evicted it): send its orders again.
+
+        Orders that did get settled meanwhile are dropped by `_drop_settled` before the next send.
+        """
+        log.warning("settlement tx %s vanished from the node; re-sending its orders", attempts[-1].tx_hash)
+        with Session(self.engine) as session:
+            for tx in attempts:
+                stale = session.get(ChainTx, tx.id)
+                if stale is not None:
+                    stale.status, stale.updated_at = ChainTxStatus.FAILED, utcnow()
+                    session.add(stale)
+            orders = session.exec(
+                select(ShopOrder).where(col(ShopOrder.id).in_(_order_ids(attempts[-1])))
+            ).all()
+            session.commit()
+            settlements = [settlement_of(order) for order in orders if order.payer is not None]
+        self._nonce = None
+        self._in_flight.difference_update(_order_ids(attempts[-1]))
+        self.submit(settlements)
 
     async def _receipt(self, tx_hash: str) -> Any:
         try:
