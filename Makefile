@@ -35,3 +35,5 @@ pytest:
 
 bench: setup
 	python bench/gas_report.py
+	python bench/import_keys.py
+	python bench/delivery_latency.py --quick

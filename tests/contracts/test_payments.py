@@ -9,7 +9,7 @@ import ape
 from ape import chain
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from liandong.chain.quotes import EscrowDomain, Quote
+from liandong.chain.quotes import EIP712_DOMAIN_FIELDS, EscrowDomain, Quote
 
 from .conftest import TOKEN_PRICE
 
@@ -22,12 +22,7 @@ def _permit(
     """An EIP-2612 permit signed by `holder`, as (deadline, v, r, s)."""
     typed = {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
+            "EIP712Domain": EIP712_DOMAIN_FIELDS,
             "Permit": [
                 {"name": "owner", "type": "address"},
                 {"name": "spender", "type": "address"},

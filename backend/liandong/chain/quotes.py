@@ -18,6 +18,13 @@ NATIVE_COIN = "0x0000000000000000000000000000000000000000"
 ESCROW_DOMAIN_NAME = "LiandongEscrow"
 ESCROW_DOMAIN_VERSION = "1"
 
+EIP712_DOMAIN_FIELDS: list[dict[str, str]] = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
 QUOTE_FIELDS: list[dict[str, str]] = [
     {"name": "orderId", "type": "bytes32"},
     {"name": "productId", "type": "uint256"},
@@ -106,15 +113,7 @@ class Quote:
 def quote_typed_data(quote: Quote, domain: EscrowDomain) -> dict[str, Any]:
     """The full EIP-712 document for `quote`, as a wallet's `eth_signTypedData_v4` takes it."""
     return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Quote": QUOTE_FIELDS,
-        },
+        "types": {"EIP712Domain": EIP712_DOMAIN_FIELDS, "Quote": QUOTE_FIELDS},
         "primaryType": "Quote",
         "domain": domain.as_typed_data(),
         "message": quote.as_message(),
