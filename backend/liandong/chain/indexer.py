@@ -29,7 +29,6 @@ from liandong.chain.escrow import (
     EscrowEvent,
     OrderDelivered,
     OrderPaid,
-    OrderRefunded,
     decode_log,
 )
 from liandong.store.models import ChainBlock, ChainCheckpoint, OrderStatus, Payment, ShopOrder, utcnow
@@ -37,6 +36,10 @@ from liandong.store.models import ChainBlock, ChainCheckpoint, OrderStatus, Paym
 log = logging.getLogger(__name__)
 
 _TOPICS = [HexBytes(topic) for topic in SETTLEMENT_TOPICS]
+
+
+def _hex(value: Any) -> str:
+    return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,10 @@ class Header:
 
     @classmethod
     def from_rpc(cls, block: Any) -> Header:
-        def hex_of(value: Any) -> str:
-            return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)
-
         return cls(
             number=int(block["number"]),
-            hash=hex_of(block["hash"]),
-            parent_hash=hex_of(block["parentHash"]),
+            hash=_hex(block["hash"]),
+            parent_hash=_hex(block["parentHash"]),
             timestamp=int(block["timestamp"]),
         )
 
@@ -92,6 +92,8 @@ class IndexerStore:
         self.chain_id = chain_id
         self.policy = policy
         self.reorg_window = reorg_window
+        self._awaiting_confirmations = True
+        """Whether some order may still be waiting for confirmations (checked at start-up)."""
 
     def checkpoint(self) -> ChainCheckpoint | None:
         with Session(self.engine) as session:
@@ -116,26 +118,41 @@ class IndexerStore:
             session.commit()
 
     def apply(
-        self, events: Sequence[EscrowEvent], upto: Header, head_number: int, keep_block: bool
+        self, events: Sequence[EscrowEvent], blocks: Sequence[Header], upto: Header, head_number: int
     ) -> list[ConfirmedOrder]:
-        """Applies the events of blocks up to `upto`, moves the checkpoint there, confirms due orders."""
+        """Applies the events of the blocks up to `upto` and moves the checkpoint there, in one
+        transaction; `blocks` are the headers to remember for reorg detection (near the head)."""
+        times = {block.number: block.timestamp for block in blocks}
         with Session(self.engine) as session:
+            orders = self._orders_named(session, events)
+            paid = [event for event in events if isinstance(event, OrderPaid)]
+            payments = self._payments_of(session, paid)
+            returning = self._returning_buyers(session, paid)
+            confirmed: list[ConfirmedOrder] = []
             for event in events:
+                order = orders.get("0x" + event.order_id.hex())
                 if isinstance(event, OrderPaid):
-                    self._record_payment(session, event, upto)
+                    block_time = times.get(event.position.block_number, upto.timestamp)
+                    self._record_payment(session, event, order, payments, returning, block_time, confirmed)
+                elif order is None:
+                    continue
                 elif isinstance(event, OrderDelivered):
-                    self._record_delivered(session, event)
-                else:
-                    self._record_refunded(session, event)
-            if keep_block:
+                    if order.committed_at is None:
+                        order.committed_at = _now()
+                        session.add(order)
+                elif order.status != OrderStatus.REFUNDED:
+                    order.status, order.refunded_at = OrderStatus.REFUNDED, _now()
+                    session.add(order)
+            for block in blocks:
                 session.merge(
                     ChainBlock(
                         chain_id=self.chain_id,
-                        number=upto.number,
-                        hash=upto.hash,
-                        parent_hash=upto.parent_hash,
+                        number=block.number,
+                        hash=block.hash,
+                        parent_hash=block.parent_hash,
                     )
                 )
+            if blocks and upto.number % 32 == 0:  # pruning every block would cost a statement a block
                 session.exec(
                     delete(ChainBlock).where(
                         col(ChainBlock.chain_id) == self.chain_id,
@@ -144,15 +161,42 @@ class IndexerStore:
                 )
             checkpoint = session.get(ChainCheckpoint, self.chain_id)
             assert checkpoint is not None
-            checkpoint.block_number, checkpoint.block_hash, checkpoint.updated_at = (
-                upto.number,
-                upto.hash,
-                utcnow(),
-            )
+            checkpoint.block_number, checkpoint.block_hash = upto.number, upto.hash
+            checkpoint.updated_at = utcnow()
             session.add(checkpoint)
-            confirmed = self._confirm_due(session, min(head_number, upto.number))
+            if self._awaiting_confirmations:
+                confirmed += self._confirm_due(session, min(head_number, upto.number))
             session.commit()
             return confirmed
+
+    def _orders_named(self, session: Session, events: Sequence[EscrowEvent]) -> dict[str, ShopOrder]:
+        keys = {"0x" + event.order_id.hex() for event in events}
+        if not keys:
+            return {}
+        found = session.exec(select(ShopOrder).where(col(ShopOrder.chain_order_id).in_(keys))).all()
+        return {order.chain_order_id: order for order in found}
+
+    def _payments_of(self, session: Session, paid: Sequence[OrderPaid]) -> dict[str, Payment]:
+        if not paid:
+            return {}
+        keys = ["0x" + event.order_id.hex() for event in paid]
+        found = session.exec(
+            select(Payment).where(Payment.chain_id == self.chain_id, col(Payment.chain_order_id).in_(keys))
+        ).all()
+        return {payment.chain_order_id: payment for payment in found}
+
+    @staticmethod
+    def _returning_buyers(session: Session, paid: Sequence[OrderPaid]) -> set[str]:
+        """Payers among `paid` who have had an order delivered before: they go first."""
+        if not paid:
+            return set()
+        payers = {event.buyer for event in paid}
+        rows = session.exec(
+            select(ShopOrder.payer)
+            .where(col(ShopOrder.payer).in_(payers), ShopOrder.status == OrderStatus.DELIVERED)
+            .distinct()
+        ).all()
+        return {payer for payer in rows if payer is not None}
 
     def rollback_to(self, ancestor: Header) -> int:
         """Forgets everything after `ancestor`: payments there become unpaid again unless delivered."""
@@ -190,23 +234,28 @@ class IndexerStore:
             session.commit()
             return len(orphaned)
 
-    def _record_payment(self, session: Session, event: OrderPaid, block: Header) -> None:
+    def _record_payment(
+        self,
+        session: Session,
+        event: OrderPaid,
+        order: ShopOrder | None,
+        payments: dict[str, Payment],
+        returning: set[str],
+        block_time: int,
+        confirmed: list[ConfirmedOrder],
+    ) -> None:
         order_key = "0x" + event.order_id.hex()
-        payment = session.exec(
-            select(Payment).where(Payment.chain_id == self.chain_id, Payment.chain_order_id == order_key)
-        ).first()
-        if payment is None:
-            payment = Payment(
-                chain_id=self.chain_id,
-                chain_order_id=order_key,
-                payer=event.buyer,
-                token=event.token,
-                amount=str(event.amount),
-                tx_hash="",
-                block_number=0,
-                block_hash="",
-                log_index=0,
-            )
+        payment = payments.get(order_key) or Payment(
+            chain_id=self.chain_id,
+            chain_order_id=order_key,
+            payer=event.buyer,
+            token=event.token,
+            amount=str(event.amount),
+            tx_hash="",
+            block_number=0,
+            block_hash="",
+            log_index=0,
+        )
         # A payment re-included after a reorg comes back with a new transaction and block.
         payment.tx_hash = event.position.tx_hash
         payment.block_number = event.position.block_number
@@ -214,35 +263,24 @@ class IndexerStore:
         payment.log_index = event.position.log_index
         session.add(payment)
 
-        order = session.exec(select(ShopOrder).where(ShopOrder.chain_order_id == order_key)).first()
         if order is None:
             log.error("payment for unknown order %s in tx %s: refunding", order_key, event.position.tx_hash)
             session.add(_unknown_order(event))
             return
-        if order.status == OrderStatus.QUOTED:
+        if order.status != OrderStatus.QUOTED:
+            return
+        order.payer = event.buyer
+        order.seen_at = _now()
+        order.block_time = datetime.fromtimestamp(block_time, UTC)
+        order.priority = event.amount.bit_length() + (256 if event.buyer in returning else 0)
+        if self.policy.required(order.token, int(order.amount)) == 0:
+            order.status, order.confirmed_at = OrderStatus.CONFIRMED, order.seen_at
+            assert order.id is not None
+            confirmed.append(ConfirmedOrder(order.id, order.priority))
+        else:
             order.status = OrderStatus.PAID
-            order.payer = event.buyer
-            order.seen_at = _now()
-            order.block_time = datetime.fromtimestamp(block.timestamp, UTC)
-            order.priority = _priority(session, event)
-            session.add(order)
-
-    def _record_delivered(self, session: Session, event: OrderDelivered) -> None:
-        order = session.exec(
-            select(ShopOrder).where(ShopOrder.chain_order_id == "0x" + event.order_id.hex())
-        ).first()
-        if order is not None and order.committed_at is None:
-            order.committed_at = _now()
-            session.add(order)
-
-    def _record_refunded(self, session: Session, event: OrderRefunded) -> None:
-        order = session.exec(
-            select(ShopOrder).where(ShopOrder.chain_order_id == "0x" + event.order_id.hex())
-        ).first()
-        if order is not None and order.status != OrderStatus.REFUNDED:
-            order.status = OrderStatus.REFUNDED
-            order.refunded_at = _now()
-            session.add(order)
+            self._awaiting_confirmations = True
+        session.add(order)
 
     def _confirm_due(self, session: Session, head_number: int) -> list[ConfirmedOrder]:
         rows = session.exec(
@@ -250,6 +288,10 @@ class IndexerStore:
             .join(Payment, col(Payment.chain_order_id) == col(ShopOrder.chain_order_id))
             .where(ShopOrder.status == OrderStatus.PAID, Payment.chain_id == self.chain_id)
         ).all()
+        self._awaiting_confirmations = any(
+            head_number - payment.block_number < self.policy.required(order.token, int(order.amount))
+            for order, payment in rows
+        )
         confirmed = []
         for order, payment in rows:
             if head_number - payment.block_number >= self.policy.required(order.token, int(order.amount)):
@@ -259,14 +301,6 @@ class IndexerStore:
                 assert order.id is not None
                 confirmed.append(ConfirmedOrder(order.id, order.priority))
         return confirmed
-
-
-def _priority(session: Session, event: OrderPaid) -> int:
-    """Bigger orders first (log scale of the amount), and buyers who bought before ahead of both."""
-    returning = session.exec(
-        select(ShopOrder.id).where(ShopOrder.payer == event.buyer, ShopOrder.status == OrderStatus.DELIVERED)
-    ).first()
-    return event.amount.bit_length() + (256 if returning is not None else 0)
 
 
 def _unknown_order(event: OrderPaid) -> ShopOrder:
@@ -316,11 +350,17 @@ class Indexer:
         self.mode = "starting"
         self._headers: dict[int, Header] = {}
         self._head = -1
+        self._position = -1
+        self._tip_suspect = True
+        """Check at the next sync whether our last block is still canonical (start-up, safety poll,
+        or a head at or below our height)."""
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------ heads
 
     def note_head(self, header: Header) -> None:
+        if header.number <= self._position:  # a block at a height we already passed: a reorg
+            self._tip_suspect = True
         self._headers[header.number] = header
         if len(self._headers) > 256:
             for number in sorted(self._headers)[:-128]:
@@ -367,6 +407,8 @@ class Indexer:
     async def _safety_poll(self) -> None:
         while True:
             await asyncio.sleep(self.safety_poll_interval)
+            self._tip_suspect = True
+            self._wake.set()
             try:
                 await self._poll_head()
             except Exception as exc:
@@ -407,6 +449,9 @@ class Indexer:
         if self._head < 0:
             await self._poll_head()
         position, position_hash = checkpoint.block_number, checkpoint.block_hash
+        if self._tip_suspect:
+            self._tip_suspect = False
+            position, position_hash = await self._check_tip(position, position_hash)
         while position < self._head:
             head = self._head
             if head - position > self.store.reorg_window:
@@ -414,38 +459,74 @@ class Indexer:
                 await self._apply_range(position + 1, upto, head)
                 position = upto
                 position_hash = (await self.header(upto)).hash
+                self._position = position
                 continue
-            header = await self.header(position + 1)
-            if header.parent_hash != position_hash:
+            headers = await self._linked_headers(position, position_hash, head)
+            if not headers:
                 position, position_hash = await self._handle_reorg(position)
                 continue
             logs = await self.rpc.eth.get_logs(
-                {"blockHash": HexBytes(header.hash), "address": self.escrow, "topics": [_TOPICS]}
+                {
+                    "fromBlock": headers[0].number,
+                    "toBlock": headers[-1].number,
+                    "address": self.escrow,
+                    "topics": [_TOPICS],
+                }
             )
-            self._apply(logs, header, head, keep_block=True)
-            position, position_hash = header.number, header.hash
-        await self._check_tip(position, position_hash)
+            hashes = {header.number: header.hash for header in headers}
+            raced = {
+                int(entry["blockNumber"])
+                for entry in logs
+                if _hex(entry["blockHash"]) != hashes[int(entry["blockNumber"])]
+            }
+            if raced:  # a reorg between the headers and the logs: read those blocks again
+                for number in raced:
+                    self._headers.pop(number, None)
+                continue
+            self._apply(logs, headers, head)
+            position, position_hash = headers[-1].number, headers[-1].hash
+            self._position = position
+
+    async def _linked_headers(self, position: int, position_hash: str, head: int) -> list[Header]:
+        """The headers after `position` up to `head` that extend it parent by parent (at most 256).
+
+        Empty when the very next block does not build on `position`: the chain reorganised there.
+        """
+        linked: list[Header] = []
+        parent_hash = position_hash
+        for number in range(position + 1, min(head, position + 256) + 1):
+            header = await self.header(number)
+            if header.parent_hash != parent_hash:
+                for stale in [n for n in self._headers if n >= number]:
+                    del self._headers[stale]  # cached from before a reorg; read again next round
+                break
+            linked.append(header)
+            parent_hash = header.hash
+        return linked
 
     async def _apply_range(self, first: int, last: int, head: int) -> None:
         logs = await self.rpc.eth.get_logs(
             {"fromBlock": first, "toBlock": last, "address": self.escrow, "topics": [_TOPICS]}
         )
         upto = await self.header(last)
-        self._apply(logs, upto, head, keep_block=False)
-
-    def _apply(self, logs: Sequence[Any], upto: Header, head: int, keep_block: bool) -> None:
         events = [event for event in map(decode_log, logs) if event is not None]
-        confirmed = self.store.apply(events, upto, head, keep_block)
+        self._deliver_confirmed(self.store.apply(events, [], upto, head))
+
+    def _apply(self, logs: Sequence[Any], headers: Sequence[Header], head: int) -> None:
+        events = [event for event in map(decode_log, logs) if event is not None]
+        self._deliver_confirmed(self.store.apply(events, headers, headers[-1], head))
+
+    def _deliver_confirmed(self, confirmed: list[ConfirmedOrder]) -> None:
         if confirmed:
             self.on_confirmed(confirmed)
 
-    async def _check_tip(self, position: int, position_hash: str) -> None:
+    async def _check_tip(self, position: int, position_hash: str) -> tuple[int, str]:
         """A reorg to a chain no longer than ours shows only as a new hash at our own height."""
-        canonical = await self.rpc.eth.get_block(position)
-        if Header.from_rpc(canonical).hash != position_hash:
-            self._headers.pop(position, None)
-            await self._handle_reorg(position)
-            self._wake.set()
+        canonical = Header.from_rpc(await self.rpc.eth.get_block(position))
+        if canonical.hash == position_hash:
+            return position, position_hash
+        self._headers.pop(position, None)
+        return await self._handle_reorg(position)
 
     async def _handle_reorg(self, position: int) -> tuple[int, str]:
         """Finds the newest block we stored that is still canonical and rolls back to it."""

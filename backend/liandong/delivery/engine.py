@@ -15,11 +15,11 @@ import itertools
 import logging
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from liandong.chain.indexer import ConfirmedOrder
-from liandong.chain.settlement import Settlement, settlement_of
+from liandong.chain.settlement import Settlement, order_terms, settlement_of
 from liandong.delivery.channels import Channel, DeliveryNotice, notify
 from liandong.delivery.pool import KeyPool
 from liandong.store.models import CardKey, Delivery, OrderStatus, ShopOrder, utcnow
@@ -27,6 +27,10 @@ from liandong.vault.crypto import delivery_commitment, new_salt
 from liandong.vault.service import Vault
 
 log = logging.getLogger(__name__)
+
+
+class KeyClaimConflictError(Exception):
+    """Another writer took a reserved key (or an order) first; the batch is retried."""
 
 
 class DeliveryEngine:
@@ -104,52 +108,109 @@ class DeliveryEngine:
             return [ConfirmedOrder(o.id, o.priority) for o in orders if o.id is not None]
 
     def deliver(self, order_ids: Sequence[int]) -> tuple[list[DeliveryNotice], list[Settlement]]:
-        """Hands out the keys of the still-confirmed orders among `order_ids`, in one transaction."""
-        notices: list[DeliveryNotice] = []
-        settlements: list[Settlement] = []
+        """Hands out the keys of the still-confirmed orders among `order_ids`, in one transaction.
+
+        Statements are batched (one per kind for the whole batch), so a block of a hundred payments
+        costs a handful of statements, not hundreds. A key claimed meanwhile by another node fails
+        the batch as a whole; it is retried with freshly read pools.
+        """
+        try:
+            return self._deliver(order_ids)
+        finally:
+            self.pool.end_batch()
+
+    def _deliver(self, order_ids: Sequence[int]) -> tuple[list[DeliveryNotice], list[Settlement]]:
         with Session(self.engine) as session:
             orders = session.exec(
                 select(ShopOrder)
                 .where(col(ShopOrder.id).in_(order_ids), ShopOrder.status == OrderStatus.CONFIRMED)
                 .order_by(col(ShopOrder.priority).desc(), col(ShopOrder.id))
             ).all()
+            lines: dict[int, list[int]] = {}
+            out_of_stock: list[ShopOrder] = []
             for order in orders:
                 assert order.id is not None
-                if self._deliver_one(session, order):
-                    notices.append(DeliveryNotice(order.id, order.chain_order_id, order.email, order.payer))
-                settlements.append(settlement_of(order))
+                key_ids = self.pool.reserve(session, order.product_id, order.quantity)
+                if key_ids is None:
+                    out_of_stock.append(order)
+                else:
+                    lines[order.id] = key_ids
+            try:
+                delivered = self._hand_out(session, [o for o in orders if o.id in lines], lines)
+            except KeyClaimConflictError:
+                for order in orders:
+                    self.pool.forget(order.product_id)
+                raise
+            for order in out_of_stock:
+                log.warning("order %s: out of stock, refunding", order.id)
+                order.status, order.refund_reason = OrderStatus.REFUNDING, "out of stock"
+                session.add(order)
+            notices = [DeliveryNotice(o.id, o.chain_order_id, o.email, o.payer) for o, _ in delivered if o.id]
+            settlements = [Settlement(o.id, order_terms(o), c) for o, c in delivered if o.id]
+            settlements += [settlement_of(order) for order in out_of_stock]
             session.commit()
         return notices, settlements
 
-    def _deliver_one(self, session: Session, order: ShopOrder) -> bool:
-        assert order.id is not None
-        savepoint = session.begin_nested()
-        key_ids = self.pool.claim(session, order.product_id, order.id, order.quantity)
-        if key_ids is None:
-            savepoint.rollback()
-            self.pool.forget(order.product_id)
-            order.status, order.refund_reason = OrderStatus.REFUNDING, "out of stock"
-            session.add(order)
-            log.warning("order %s: out of stock, refunding", order.id)
-            return False
+    def _hand_out(
+        self, session: Session, orders: Sequence[ShopOrder], lines: dict[int, list[int]]
+    ) -> list[tuple[ShopOrder, bytes]]:
+        """Claims the reserved keys, writes the deliveries and commitments; returns each order with
+        its commitment."""
+        if not orders:
+            return []
+        connection = session.connection()
         claimed_at = utcnow()
-        keys = session.exec(
-            select(CardKey).where(col(CardKey.id).in_(key_ids)).order_by(col(CardKey.id))
+        claims = [
+            {"key": key_id, "owner": order_id, "at": claimed_at}
+            for order_id, key_ids in lines.items()
+            for key_id in key_ids
+        ]
+        claimed = connection.execute(
+            update(CardKey)
+            .where(col(CardKey.id) == bindparam("key"), col(CardKey.order_id).is_(None))
+            .values(order_id=bindparam("owner"), claimed_at=bindparam("at")),
+            claims,
+        )
+        if claimed.rowcount != len(claims):
+            raise KeyClaimConflictError(f"{len(claims) - claimed.rowcount} reserved keys were taken")
+        rows = connection.execute(
+            select(CardKey.id, CardKey.ciphertext).where(col(CardKey.id).in_([c["key"] for c in claims]))
         ).all()
-        plaintexts = [self.vault.decrypt(session, order.product_id, key.ciphertext) for key in keys]
-        salt = new_salt()
-        order_id = bytes.fromhex(order.chain_order_id.removeprefix("0x"))
-        for line_no, key in enumerate(keys):
-            assert key.id is not None
-            session.add(Delivery(order_id=order.id, line_no=line_no, card_key_id=key.id))
-        order.salt = "0x" + salt.hex()
-        order.commitment = "0x" + delivery_commitment(order_id, salt, plaintexts).hex()
-        order.status = OrderStatus.DELIVERED
-        order.keys_claimed_at = claimed_at
-        order.delivered_at = utcnow()
-        session.add(order)
-        savepoint.commit()
-        return True
+        ciphertexts: dict[int, bytes] = dict(rows)
+        delivered: list[tuple[ShopOrder, bytes]] = []
+        deliveries, updates = [], []
+        for order in orders:
+            assert order.id is not None
+            key_ids = lines[order.id]
+            plaintexts = [self.vault.decrypt(session, order.product_id, ciphertexts[k]) for k in key_ids]
+            salt = new_salt()
+            chain_order_id = bytes.fromhex(order.chain_order_id.removeprefix("0x"))
+            commitment = delivery_commitment(chain_order_id, salt, plaintexts)
+            deliveries += [
+                {"order_id": order.id, "line_no": n, "card_key_id": k, "created_at": claimed_at}
+                for n, k in enumerate(key_ids)
+            ]
+            updates.append(
+                {"target": order.id, "salt_hex": "0x" + salt.hex(), "commitment_hex": "0x" + commitment.hex()}
+            )
+            delivered.append((order, commitment))
+        connection.execute(insert(Delivery), deliveries)
+        delivered_at = utcnow()
+        marked = connection.execute(
+            update(ShopOrder)
+            .where(col(ShopOrder.id) == bindparam("target"), col(ShopOrder.status) == OrderStatus.CONFIRMED)
+            .values(
+                status=OrderStatus.DELIVERED,
+                salt=bindparam("salt_hex"),
+                commitment=bindparam("commitment_hex"),
+                keys_claimed_at=claimed_at,
+                delivered_at=delivered_at,
+            ),
+            updates,
+        )
+        if marked.rowcount != len(updates):
+            raise KeyClaimConflictError("an order left the confirmed state during its delivery")
+        return delivered
 
     async def _notify_all(self, notices: Sequence[DeliveryNotice]) -> None:
         results = await asyncio.gather(*(notify(self.channels, notice) for notice in notices))

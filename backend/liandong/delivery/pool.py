@@ -1,8 +1,8 @@
 """Per-product pools of free card-key ids, kept in memory so a hot product never waits on a scan.
 
-A key is only ever handed out by the conditional UPDATE in `claim`, inside the caller's
-transaction: the pool is a hint, the database decides. Two workers (or two nodes) that hold the
-same id race on that UPDATE and exactly one wins.
+The pool only proposes ids: a key is handed out by the engine's conditional UPDATE (`… WHERE
+order_id IS NULL`) inside the delivery transaction, so the database decides. Two nodes that hold
+the same id race on that UPDATE and exactly one wins; the loser drops its pool and reads afresh.
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from liandong.store.models import CardKey, utcnow
+from liandong.store.models import CardKey
 
 
 @dataclass
 class _ProductPool:
     ids: deque[int] = field(default_factory=deque)
+    reserved: set[int] = field(default_factory=set)
+    """Ids handed to the running batch: still free in the database until it commits."""
     loaded_up_to: int = 0
     """Highest id loaded so far; a refill reads past it, or from the start once it finds nothing."""
 
@@ -29,25 +30,23 @@ class KeyPool:
         self.low_water = low_water
         self._pools: dict[int, _ProductPool] = {}
 
-    def claim(self, session: Session, product_id: int, order_id: int, count: int) -> list[int] | None:
-        """Claims `count` free keys for `order_id` in `session`'s transaction; None if out of stock.
-
-        On None the caller must roll back (a savepoint is enough): some keys may have been claimed.
-        """
+    def reserve(self, session: Session, product_id: int, count: int) -> list[int] | None:
+        """Takes `count` ids believed free out of the pool (reading more from `session` if needed),
+        or None, taking nothing, when the product has fewer free keys than that."""
         pool = self._pools.setdefault(product_id, _ProductPool())
-        claimed: list[int] = []
-        while len(claimed) < count:
-            if not pool.ids and not self._refill(session, product_id, pool):
+        while len(pool.ids) < count:
+            before = len(pool.ids)
+            self._refill(session, product_id, pool)
+            if len(pool.ids) == before:
                 return None
-            key_id = pool.ids.popleft()
-            result = session.exec(
-                update(CardKey)
-                .where(col(CardKey.id) == key_id, col(CardKey.order_id).is_(None))
-                .values(order_id=order_id, claimed_at=utcnow())
-            )
-            if result.rowcount == 1:
-                claimed.append(key_id)
-        return claimed
+        taken = [pool.ids.popleft() for _ in range(count)]
+        pool.reserved.update(taken)
+        return taken
+
+    def end_batch(self) -> None:
+        """Forgets the running batch's reservations, once its transaction committed or rolled back."""
+        for pool in self._pools.values():
+            pool.reserved.clear()
 
     def needs_refill(self) -> list[int]:
         return [product for product, pool in self._pools.items() if len(pool.ids) < self.low_water]
@@ -61,7 +60,7 @@ class KeyPool:
         self._pools.pop(product_id, None)
 
     def _refill(self, session: Session, product_id: int, pool: _ProductPool) -> bool:
-        wanted = self.target - len(pool.ids)
+        wanted = max(self.target - len(pool.ids), 1)
         for start in (pool.loaded_up_to, 0):
             ids = session.exec(
                 select(CardKey.id)
@@ -71,7 +70,7 @@ class KeyPool:
                 .order_by(col(CardKey.id))
                 .limit(wanted)
             ).all()
-            known = set(pool.ids)
+            known = set(pool.ids) | pool.reserved
             fresh = [key_id for key_id in ids if key_id is not None and key_id not in known]
             if fresh:
                 pool.ids.extend(fresh)
