@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hexbytes import HexBytes
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, bindparam, delete, insert, update
 from sqlmodel import Session, col, select
 from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
 
@@ -126,17 +126,12 @@ class IndexerStore:
         with Session(self.engine) as session:
             orders = self._orders_named(session, events)
             paid = [event for event in events if isinstance(event, OrderPaid)]
-            payments = self._payments_of(session, paid)
-            returning = self._returning_buyers(session, paid)
-            confirmed: list[ConfirmedOrder] = []
+            confirmed = self._record_payments(session, paid, orders, times, upto.timestamp)
             for event in events:
                 order = orders.get("0x" + event.order_id.hex())
-                if isinstance(event, OrderPaid):
-                    block_time = times.get(event.position.block_number, upto.timestamp)
-                    self._record_payment(session, event, order, payments, returning, block_time, confirmed)
-                elif order is None:
+                if order is None or isinstance(event, OrderPaid):
                     continue
-                elif isinstance(event, OrderDelivered):
+                if isinstance(event, OrderDelivered):
                     if order.committed_at is None:
                         order.committed_at = _now()
                         session.add(order)
@@ -152,7 +147,7 @@ class IndexerStore:
                         parent_hash=block.parent_hash,
                     )
                 )
-            if blocks and upto.number % 32 == 0:  # pruning every block would cost a statement a block
+            if any(block.number % 32 == 0 for block in blocks):  # not every block: a statement each
                 session.exec(
                     delete(ChainBlock).where(
                         col(ChainBlock.chain_id) == self.chain_id,
@@ -234,53 +229,90 @@ class IndexerStore:
             session.commit()
             return len(orphaned)
 
-    def _record_payment(
+    def _record_payments(
         self,
         session: Session,
-        event: OrderPaid,
-        order: ShopOrder | None,
-        payments: dict[str, Payment],
-        returning: set[str],
-        block_time: int,
-        confirmed: list[ConfirmedOrder],
-    ) -> None:
-        order_key = "0x" + event.order_id.hex()
-        payment = payments.get(order_key) or Payment(
-            chain_id=self.chain_id,
-            chain_order_id=order_key,
-            payer=event.buyer,
-            token=event.token,
-            amount=str(event.amount),
-            tx_hash="",
-            block_number=0,
-            block_hash="",
-            log_index=0,
-        )
-        # A payment re-included after a reorg comes back with a new transaction and block.
-        payment.tx_hash = event.position.tx_hash
-        payment.block_number = event.position.block_number
-        payment.block_hash = event.position.block_hash
-        payment.log_index = event.position.log_index
-        session.add(payment)
-
-        if order is None:
-            log.error("payment for unknown order %s in tx %s: refunding", order_key, event.position.tx_hash)
-            session.add(_unknown_order(event))
-            return
-        if order.status != OrderStatus.QUOTED:
-            return
-        order.payer = event.buyer
-        order.seen_at = _now()
-        order.block_time = datetime.fromtimestamp(block_time, UTC)
-        order.priority = event.amount.bit_length() + (256 if event.buyer in returning else 0)
-        if self.policy.required(order.token, int(order.amount)) == 0:
-            order.status, order.confirmed_at = OrderStatus.CONFIRMED, order.seen_at
+        paid: Sequence[OrderPaid],
+        orders: dict[str, ShopOrder],
+        times: dict[int, int],
+        default_time: int,
+    ) -> list[ConfirmedOrder]:
+        """Records a block run's payments with one statement per kind, and marks their orders paid
+        (or confirmed at once when they need no confirmations)."""
+        payments = self._payments_of(session, paid)
+        returning = self._returning_buyers(session, paid)
+        connection = session.connection()
+        new_payments, order_updates, confirmed = [], [], []
+        seen_at = _now()
+        for event in paid:
+            order_key = "0x" + event.order_id.hex()
+            position = {
+                "tx_hash": event.position.tx_hash,
+                "block_number": event.position.block_number,
+                "block_hash": event.position.block_hash,
+                "log_index": event.position.log_index,
+            }
+            existing = payments.get(order_key)
+            if existing is not None:  # re-included after a reorg: a new transaction and block
+                connection.execute(update(Payment).where(col(Payment.id) == existing.id).values(**position))
+            else:
+                new_payments.append(
+                    {
+                        "chain_id": self.chain_id,
+                        "chain_order_id": order_key,
+                        "payer": event.buyer,
+                        "token": event.token,
+                        "amount": str(event.amount),
+                        "seen_at": seen_at,
+                        **position,
+                    }
+                )
+            order = orders.get(order_key)
+            if order is None:
+                log.error(
+                    "payment for unknown order %s in tx %s: refunding", order_key, event.position.tx_hash
+                )
+                session.add(_unknown_order(event))
+                continue
+            if order.status != OrderStatus.QUOTED:
+                continue
             assert order.id is not None
-            confirmed.append(ConfirmedOrder(order.id, order.priority))
-        else:
-            order.status = OrderStatus.PAID
-            self._awaiting_confirmations = True
-        session.add(order)
+            priority = event.amount.bit_length() + (256 if event.buyer in returning else 0)
+            confirm_now = self.policy.required(order.token, int(order.amount)) == 0
+            order_updates.append(
+                {
+                    "target": order.id,
+                    "payer_address": event.buyer,
+                    "seen": seen_at,
+                    "mined": datetime.fromtimestamp(
+                        times.get(event.position.block_number, default_time), UTC
+                    ),
+                    "rank": priority,
+                    "new_status": OrderStatus.CONFIRMED if confirm_now else OrderStatus.PAID,
+                    "confirmed": seen_at if confirm_now else None,
+                }
+            )
+            if confirm_now:
+                confirmed.append(ConfirmedOrder(order.id, priority))
+            else:
+                self._awaiting_confirmations = True
+        if new_payments:
+            connection.execute(insert(Payment), new_payments)
+        if order_updates:
+            connection.execute(
+                update(ShopOrder)
+                .where(col(ShopOrder.id) == bindparam("target"), col(ShopOrder.status) == OrderStatus.QUOTED)
+                .values(
+                    payer=bindparam("payer_address"),
+                    seen_at=bindparam("seen"),
+                    block_time=bindparam("mined"),
+                    priority=bindparam("rank"),
+                    status=bindparam("new_status"),
+                    confirmed_at=bindparam("confirmed"),
+                ),
+                order_updates,
+            )
+        return confirmed
 
     def _confirm_due(self, session: Session, head_number: int) -> list[ConfirmedOrder]:
         rows = session.exec(

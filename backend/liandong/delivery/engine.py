@@ -22,7 +22,7 @@ from liandong.chain.indexer import ConfirmedOrder
 from liandong.chain.settlement import Settlement, order_terms, settlement_of
 from liandong.delivery.channels import Channel, DeliveryNotice, notify
 from liandong.delivery.pool import KeyPool
-from liandong.store.models import CardKey, Delivery, OrderStatus, ShopOrder, utcnow
+from liandong.store.models import CardKey, Delivery, DeliveryAttempt, OrderStatus, ShopOrder, utcnow
 from liandong.vault.crypto import delivery_commitment, new_salt
 from liandong.vault.service import Vault
 
@@ -42,7 +42,7 @@ class DeliveryEngine:
         settle: Callable[[Sequence[Settlement]], None],
         *,
         pool: KeyPool | None = None,
-        batch_size: int = 64,
+        batch_size: int = 256,
         workers: int = 4,
     ) -> None:
         self.engine = engine
@@ -214,9 +214,11 @@ class DeliveryEngine:
 
     async def _notify_all(self, notices: Sequence[DeliveryNotice]) -> None:
         results = await asyncio.gather(*(notify(self.channels, notice) for notice in notices))
-        with Session(self.engine) as session:
-            session.add_all([attempt for attempts in results for attempt in attempts])
-            session.commit()
+        attempts = [attempt.model_dump(exclude={"id"}) for batch in results for attempt in batch]
+        if attempts:
+            with Session(self.engine) as session:
+                session.connection().execute(insert(DeliveryAttempt), attempts)
+                session.commit()
 
     def _refill_pools(self) -> None:
         products = self.pool.needs_refill()
