@@ -81,6 +81,10 @@ def _hex(value: Any) -> str:
     return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)
 
 
+def _int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
 def _bytes(value: Any) -> bytes:
     return bytes(value) if not isinstance(value, str) else bytes.fromhex(value.removeprefix("0x"))
 
@@ -92,10 +96,10 @@ def decode_log(log: Any) -> EscrowEvent | None:
         return None
     data = _bytes(log["data"])
     position = LogPosition(
-        block_number=int(log["blockNumber"]),
+        block_number=_int(log["blockNumber"]),
         block_hash=_hex(log["blockHash"]),
         tx_hash=_hex(log["transactionHash"]),
-        log_index=int(log["logIndex"]),
+        log_index=_int(log["logIndex"]),
     )
     if topics[0] == ORDER_PAID:
         product_id, quantity, token, amount, deadline = decode(
