@@ -97,6 +97,7 @@ class LocalShop:
     record: DeploymentRecord
     data_dir: Path
     confirmations: int = 0
+    stuck_seconds: float = 30.0
     api_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     engine: Engine = field(init=False)
@@ -118,6 +119,7 @@ class LocalShop:
             "LIANDONG_API_PORT": str(self.api_port),
             "LIANDONG_CONFIRMATIONS": str(self.confirmations),
             "LIANDONG_SETTLEMENT_BATCH_INTERVAL": "0.1",
+            "LIANDONG_STUCK_TRANSACTION_SECONDS": str(self.stuck_seconds),
         }
 
     def settings(self) -> Settings:

@@ -15,12 +15,14 @@ from liandong.simulate import LocalShop
 def shop_factory(tmp_path: Path) -> Iterator[Callable[..., LocalShop]]:
     shops: list[LocalShop] = []
 
-    def make(confirmations: int = 0, chain_state: Path | None = None) -> LocalShop:
+    def make(
+        confirmations: int = 0, chain_state: Path | None = None, stuck_seconds: float = 30.0
+    ) -> LocalShop:
         anvil = Anvil(state_file=chain_state).start()
         data_dir = tmp_path / f"shop{len(shops)}"
         data_dir.mkdir()
         record = deploy_local_escrow(anvil.http_url, data_dir / "deployment.json")
-        shop = LocalShop(anvil, record, data_dir, confirmations)
+        shop = LocalShop(anvil, record, data_dir, confirmations, stuck_seconds)
         shops.append(shop)
         return shop
 

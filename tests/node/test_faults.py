@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from liandong.simulate import LocalShop
-from liandong.store.models import Delivery, OrderStatus, Payment, ShopOrder
-from sqlmodel import Session, select
+from liandong.store.models import ChainTx, ChainTxStatus, Delivery, OrderStatus, Payment, ShopOrder
+from sqlmodel import Session, col, select
 from web3 import Web3
 
 from .test_delivery import ORDER_DELIVERED
@@ -116,3 +116,36 @@ def test_the_chain_node_going_away_and_back_is_survived(shop_factory: Any, tmp_p
         lambda: _delivered_everything(shop, [second.order.chain_order_id]), 60, "delivery after restart"
     )
     assert _on_chain_deliveries(shop)[second.order.chain_order_id] == 1
+
+
+def test_a_stuck_settlement_is_replaced_with_a_higher_fee(shop_factory: Any) -> None:
+    shop = shop_factory(stuck_seconds=1.0)
+    product = shop.add_product("stuck", ["STUCK-1"])
+    shop.start()
+    issued = shop.quote(product)
+    _rpc(shop, "evm_setAutomine", False)  # nothing is mined unless the test says so
+    shop.buyer(4).pay(issued.quote, issued.signature)
+    _rpc(shop, "evm_mine")
+    order_key = issued.order.chain_order_id
+    shop.wait_for(lambda: shop.order(order_key).status == OrderStatus.DELIVERED, 20, "delivery")
+
+    def replaced() -> list[ChainTx] | None:
+        with Session(shop.engine) as session:
+            sent = session.exec(select(ChainTx).order_by(col(ChainTx.id))).all()
+        return sent if len(sent) >= 2 else None
+
+    first, bump, *_ = shop.wait_for(replaced, 20, "a replacement transaction")
+    assert bump.nonce == first.nonce
+    assert int(bump.max_fee_per_gas) >= int(first.max_fee_per_gas) * 125 // 100
+    _rpc(shop, "evm_mine")
+
+    def settled() -> Counter[ChainTxStatus] | None:
+        with Session(shop.engine) as session:
+            statuses = Counter(tx.status for tx in session.exec(select(ChainTx)).all())
+        return statuses if statuses[ChainTxStatus.PENDING] == 0 else None
+
+    statuses = shop.wait_for(settled, 20, "the sender to see one of them mined")
+    assert statuses[ChainTxStatus.MINED] == 1
+    assert statuses[ChainTxStatus.REPLACED] == len(replaced() or []) - 1
+    assert shop.order(order_key).committed_at is not None
+    assert _on_chain_deliveries(shop) == Counter({order_key: 1})
