@@ -138,27 +138,32 @@ class IndexerStore:
                 elif order.status != OrderStatus.REFUNDED:
                     order.status, order.refunded_at = OrderStatus.REFUNDED, _now()
                     session.add(order)
-            for block in blocks:
-                session.merge(
-                    ChainBlock(
-                        chain_id=self.chain_id,
-                        number=block.number,
-                        hash=block.hash,
-                        parent_hash=block.parent_hash,
-                    )
+            connection = session.connection()
+            if blocks:  # a rollback deletes blocks above the ancestor, so these are always new
+                connection.execute(
+                    insert(ChainBlock),
+                    [
+                        {
+                            "chain_id": self.chain_id,
+                            "number": b.number,
+                            "hash": b.hash,
+                            "parent_hash": b.parent_hash,
+                        }
+                        for b in blocks
+                    ],
                 )
             if any(block.number % 32 == 0 for block in blocks):  # not every block: a statement each
-                session.exec(
+                connection.execute(
                     delete(ChainBlock).where(
                         col(ChainBlock.chain_id) == self.chain_id,
                         col(ChainBlock.number) < upto.number - self.reorg_window,
                     )
                 )
-            checkpoint = session.get(ChainCheckpoint, self.chain_id)
-            assert checkpoint is not None
-            checkpoint.block_number, checkpoint.block_hash = upto.number, upto.hash
-            checkpoint.updated_at = utcnow()
-            session.add(checkpoint)
+            connection.execute(
+                update(ChainCheckpoint)
+                .where(col(ChainCheckpoint.chain_id) == self.chain_id)
+                .values(block_number=upto.number, block_hash=upto.hash, updated_at=utcnow())
+            )
             if self._awaiting_confirmations:
                 confirmed += self._confirm_due(session, min(head_number, upto.number))
             session.commit()
