@@ -13,15 +13,17 @@ point replays at most the blocks whose effects were not committed.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import websockets
 from sqlalchemy import Engine, bindparam, delete, insert, update
 from sqlmodel import Session, col, select
-from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
+from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.types import RPCEndpoint
 
 from liandong.chain.escrow import (
@@ -42,6 +44,10 @@ def _hex(value: Any) -> str:
     return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)
 
 
+def _int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
 @dataclass(frozen=True)
 class Header:
     number: int
@@ -52,10 +58,10 @@ class Header:
     @classmethod
     def from_rpc(cls, block: Any) -> Header:
         return cls(
-            number=int(block["number"]),
+            number=_int(block["number"]),
             hash=_hex(block["hash"]),
             parent_hash=_hex(block["parentHash"]),
-            timestamp=int(block["timestamp"]),
+            timestamp=_int(block["timestamp"]),
         )
 
 
@@ -388,6 +394,7 @@ class Indexer:
         self._headers: dict[int, Header] = {}
         self._head = -1
         self._position = -1
+        self._position_hash = ""
         self._tip_suspect = True
         """Check at the next sync whether our last block is still canonical (start-up, safety poll,
         or a head at or below our height)."""
@@ -412,25 +419,40 @@ class Indexer:
             self._wake.set()
 
     async def _watch_heads(self) -> None:
+        ws_url = self.ws_url
+        if ws_url is None:
+            self.mode = "polling"
+            await self._poll_for(float("inf"))
+            return
         backoff = 0.5
         while True:
-            if self.ws_url is None:
-                self.mode = "polling"
-                await self._poll_for(float("inf"))
             try:
-                async with AsyncWeb3(WebSocketProvider(self.ws_url)) as socket:
-                    await socket.eth.subscribe("newHeads")
-                    self.mode, backoff = "websocket", 0.5
-                    await self._poll_head()  # close whatever gap the reconnect left
-                    async for message in socket.socket.process_subscriptions():
-                        self.note_head(Header.from_rpc(message["result"]))
+                await self._follow_heads(ws_url)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any socket failure means: poll, then reconnect
+                if self.mode == "websocket":
+                    backoff = 0.5  # it had worked: start the backoff afresh
                 log.warning("head subscription lost (%s); polling for %.1f s", exc, backoff)
             self.mode = "polling"
             await self._poll_for(backoff)
             backoff = min(backoff * 2, 30.0)
+
+    async def _follow_heads(self, ws_url: str) -> None:
+        """Subscribes to `newHeads` over a plain WebSocket: at a block per payment, web3's
+        subscription machinery cost the node more CPU than the rest of a block's work."""
+        async with websockets.connect(ws_url, max_size=None) as socket:
+            request = {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+            await socket.send(json.dumps(request))
+            reply = json.loads(await socket.recv())
+            if "error" in reply:
+                raise ConnectionError(f"eth_subscribe refused: {reply['error']}")
+            self.mode = "websocket"
+            await self._poll_head()  # close whatever gap the reconnect left
+            async for raw in socket:
+                header = json.loads(raw).get("params", {}).get("result")
+                if header is not None:
+                    self.note_head(Header.from_rpc(header))
 
     async def _poll_for(self, seconds: float) -> None:
         deadline = asyncio.get_running_loop().time() + seconds
@@ -466,6 +488,7 @@ class Indexer:
                     raise
                 except Exception:
                     log.exception("sync failed; retrying")
+                    self._position = -1  # resume from the checkpoint the database holds
                     await asyncio.sleep(self.poll_interval)
                     self._wake.set()
 
@@ -478,17 +501,20 @@ class Indexer:
 
     async def sync(self) -> None:
         """Brings the checkpoint to the head the indexer knows of."""
-        checkpoint = self.store.checkpoint()
-        if checkpoint is None:
-            self.store.start_at(await self.header(max(self.start_block - 1, 0)))
+        if self._position < 0:  # first round: where the store left off (the database is the truth)
             checkpoint = self.store.checkpoint()
-            assert checkpoint is not None
+            if checkpoint is None:
+                self.store.start_at(await self.header(max(self.start_block - 1, 0)))
+                checkpoint = self.store.checkpoint()
+                assert checkpoint is not None
+            self._position, self._position_hash = checkpoint.block_number, checkpoint.block_hash
         if self._head < 0:
             await self._poll_head()
-        position, position_hash = checkpoint.block_number, checkpoint.block_hash
+        position, position_hash = self._position, self._position_hash
         if self._tip_suspect:
             self._tip_suspect = False
             position, position_hash = await self._check_tip(position, position_hash)
+            self._position, self._position_hash = position, position_hash
         while position < self._head:
             head = self._head
             if head - position > self.store.reorg_window:
@@ -496,11 +522,12 @@ class Indexer:
                 await self._apply_range(position + 1, upto, head)
                 position = upto
                 position_hash = (await self.header(upto)).hash
-                self._position = position
+                self._position, self._position_hash = position, position_hash
                 continue
             headers = await self._linked_headers(position, position_hash, head)
             if not headers:
                 position, position_hash = await self._handle_reorg(position)
+                self._position, self._position_hash = position, position_hash
                 continue
             logs = await self._logs(headers[0].number, headers[-1].number)
             hashes = {header.number: header.hash for header in headers}
@@ -515,7 +542,7 @@ class Indexer:
                 continue
             self._apply(logs, headers, head)
             position, position_hash = headers[-1].number, headers[-1].hash
-            self._position = position
+            self._position, self._position_hash = position, position_hash
 
     async def _logs(self, first: int, last: int) -> list[dict[str, Any]]:
         """The escrow's settlement logs in blocks `first`..`last`, as the node sends them: web3's
