@@ -13,6 +13,7 @@ from liandong.simulate import LocalShop as Shop
 from liandong.store.models import OrderStatus
 from liandong.vault.crypto import delivery_commitment
 from web3 import Web3
+from websockets.sync.client import connect
 
 ORDER_DELIVERED = "0x" + keccak(text="OrderDelivered(bytes32,bytes32,uint256)").hex()
 ORDER_REFUNDED = "0x" + keccak(text="OrderRefunded(bytes32,address,address,uint256,bool)").hex()
@@ -42,7 +43,10 @@ def test_paid_order_gets_its_key_and_the_commitment_goes_on_chain(shop_factory: 
     shop.start()
     issued = shop.quote(product, quantity=2)
     order_key = issued.order.chain_order_id
+    page = connect(f"ws://127.0.0.1:{shop.api_port}/api/orders/{order_key}/events", open_timeout=5)
     shop.buyer(4).pay(issued.quote, issued.signature)
+    assert json.loads(page.recv(timeout=20)) == {"order": order_key, "status": "delivered"}  # pushed
+    page.close()
 
     view = shop.wait_for(
         lambda: (v := _read_order(shop, order_key, issued.access_token))["status"] == "delivered" and v,
