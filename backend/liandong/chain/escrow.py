@@ -77,11 +77,13 @@ class OrderTerms:
         return (self.order_id, self.buyer, self.token, self.amount, self.delivery_deadline)
 
 
-def _hex(value: Any) -> str:
+def rpc_hex(value: Any) -> str:
+    """A hash from a JSON-RPC answer, raw (0x-string) or formatted by web3 (HexBytes), as 0x-hex."""
     return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)
 
 
-def _int(value: Any) -> int:
+def rpc_int(value: Any) -> int:
+    """A quantity from a JSON-RPC answer, raw (0x-string) or formatted by web3 (int)."""
     return int(value, 16) if isinstance(value, str) else int(value)
 
 
@@ -96,10 +98,10 @@ def decode_log(log: Any) -> EscrowEvent | None:
         return None
     data = _bytes(log["data"])
     position = LogPosition(
-        block_number=_int(log["blockNumber"]),
-        block_hash=_hex(log["blockHash"]),
-        tx_hash=_hex(log["transactionHash"]),
-        log_index=_int(log["logIndex"]),
+        block_number=rpc_int(log["blockNumber"]),
+        block_hash=rpc_hex(log["blockHash"]),
+        tx_hash=rpc_hex(log["transactionHash"]),
+        log_index=rpc_int(log["logIndex"]),
     )
     if topics[0] == ORDER_PAID:
         product_id, quantity, token, amount, deadline = decode(

@@ -32,20 +32,14 @@ from liandong.chain.escrow import (
     OrderDelivered,
     OrderPaid,
     decode_log,
+    rpc_hex,
+    rpc_int,
 )
 from liandong.store.models import ChainBlock, ChainCheckpoint, OrderStatus, Payment, ShopOrder, utcnow
 
 log = logging.getLogger(__name__)
 
 _TOPIC_HEXES = ["0x" + topic.hex() for topic in SETTLEMENT_TOPICS]
-
-
-def _hex(value: Any) -> str:
-    return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)
-
-
-def _int(value: Any) -> int:
-    return int(value, 16) if isinstance(value, str) else int(value)
 
 
 @dataclass(frozen=True)
@@ -58,10 +52,10 @@ class Header:
     @classmethod
     def from_rpc(cls, block: Any) -> Header:
         return cls(
-            number=_int(block["number"]),
-            hash=_hex(block["hash"]),
-            parent_hash=_hex(block["parentHash"]),
-            timestamp=_int(block["timestamp"]),
+            number=rpc_int(block["number"]),
+            hash=rpc_hex(block["hash"]),
+            parent_hash=rpc_hex(block["parentHash"]),
+            timestamp=rpc_int(block["timestamp"]),
         )
 
 
