@@ -138,9 +138,24 @@ class SettlementSender:
             batch = sorted(list(queue.values())[: self.batch_size], key=lambda s: s.terms.token)
             for settlement in batch:
                 del queue[settlement.order_id]
+            try:
+                await self._settle(batch, kind)
+            except Exception:
+                for settlement in batch:  # back in line for the next round, not lost until a restart
+                    queue.setdefault(settlement.order_id, settlement)
+                raise
+
+    async def _settle(self, batch: list[Settlement], kind: str) -> None:
+        """Sends `batch`, less the orders the escrow has settled already (they would revert it)."""
+        data = self._calldata(batch, kind)
+        gas = await self._estimate(data)
+        if gas is None:
             batch = await self._drop_settled(batch, kind)
-            if batch:
-                await self._send(batch, kind)
+            if not batch:
+                return
+            data = self._calldata(batch, kind)
+            gas = await self.rpc.eth.estimate_gas(self._tx_fields(data))
+        await self._send(batch, kind, data, gas)
 
     @staticmethod
     def _calldata(batch: Sequence[Settlement], kind: str) -> bytes:
@@ -148,13 +163,15 @@ class SettlementSender:
             return record_deliveries_calldata([(s.terms, s.commitment or b"") for s in batch])
         return refund_batch_calldata([s.terms for s in batch])
 
-    async def _drop_settled(self, batch: list[Settlement], kind: str) -> list[Settlement]:
-        """Keeps the orders the escrow can still settle; a batch with a settled one would revert."""
+    async def _estimate(self, data: bytes) -> int | None:
+        """The gas of a settlement call, or None if it would revert."""
         try:
-            await self.rpc.eth.estimate_gas(self._tx_fields(self._calldata(batch, kind)))
-            return batch
+            return await self.rpc.eth.estimate_gas(self._tx_fields(data))
         except (ContractLogicError, Web3RPCError, ValueError):
-            pass
+            return None
+
+    async def _drop_settled(self, batch: list[Settlement], kind: str) -> list[Settlement]:
+        """Keeps the orders the escrow can still settle, and records the others as settled."""
         keep, settled = [], []
         for settlement in batch:
             status = await self._on_chain_status(settlement.terms)
@@ -176,11 +193,9 @@ class SettlementSender:
     def _tx_fields(self, data: bytes) -> Any:
         return {"from": self.account.address, "to": self.escrow, "data": data}
 
-    async def _send(self, batch: Sequence[Settlement], kind: str) -> None:
-        data = self._calldata(batch, kind)
+    async def _send(self, batch: Sequence[Settlement], kind: str, data: bytes, gas: int) -> None:
         if self._nonce is None:
             self._nonce = await self.rpc.eth.get_transaction_count(self.account.address, "pending")
-        gas = await self.rpc.eth.estimate_gas(self._tx_fields(data))
         max_fee, tip = await self._fees()
         tx_hash = await self._sign_and_send(data, self._nonce, gas * 6 // 5, max_fee, tip)
         with Session(self.engine) as session:
