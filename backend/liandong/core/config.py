@@ -61,6 +61,50 @@ class Settings(BaseSettings):
     stuck_transaction_seconds: float = 30.0
     """A settlement transaction not mined for this long is re-sent with a higher fee."""
 
+    public_url: str | None = None
+    """The shop's address as buyers reach it (links in messages, the Sign-In with Ethereum domain).
+    Unset: http://api_host:api_port."""
+
+    cors_origins: list[str] = []
+    """Origins allowed to call the API from a browser; empty (closed) by default."""
+
+    quote_rate_limit: str = "30/minute"
+    """Quotes per client address, as "N/second", "N/minute" or "N/hour"."""
+
+    key_rate_limit: str = "60/minute"
+    """Reads of orders and keys, and sign-in attempts, per client address."""
+
+    latency_alert_seconds: float = 10.0
+    """The efficiency board's threshold: pay→delivery slower than this is slow, and alerts."""
+
+    merchant_session_hours: float = 12.0
+    buyer_session_hours: float = 24.0
+
+    smtp_host: str | None = None
+    """SMTP server for the e-mail channel; unset disables the channel."""
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_sender: str = "shop@localhost"
+    smtp_timeout: float = 10.0
+
+    webhook_url: str | None = None
+    """Endpoint that receives signed delivery callbacks; unset disables the channel."""
+    webhook_secret: str | None = None
+    """HMAC-SHA256 key of the webhook's signature; required with `webhook_url`."""
+    webhook_timeout: float = 5.0
+    webhook_attempts: int = 3
+
+    sms_gateway_url: str | None = None
+    """HTTP gateway that sends text messages; unset disables the channel."""
+    sms_gateway_token: str | None = None
+    sms_timeout: float = 5.0
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
     @property
     def deployment_file(self) -> Path:
         return self.data_dir / "deployment.json"

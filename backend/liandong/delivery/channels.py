@@ -9,31 +9,66 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from liandong.store.models import DeliveryAttempt, utcnow
+from sqlmodel import Session, col, select
+
+from liandong.store.models import DeliveryAttempt, Product, ShopOrder, utcnow
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DeliveryNotice:
+    """What a channel may tell the buyer: where to read the keys, never the keys."""
+
     order_id: int
     chain_order_id: str
+    product_name: str
+    quantity: int
     email: str | None
+    phone: str | None
     payer: str | None
+    commitment: str | None
+    order_url: str
+
+
+def delivery_notice(order: ShopOrder, product_name: str, public_url: str) -> DeliveryNotice:
+    assert order.id is not None
+    return DeliveryNotice(
+        order_id=order.id,
+        chain_order_id=order.chain_order_id,
+        product_name=product_name,
+        quantity=order.quantity,
+        email=order.email,
+        phone=order.phone,
+        payer=order.payer,
+        commitment=order.commitment,
+        order_url=f"{public_url}/orders/{order.chain_order_id}",
+    )
+
+
+def product_names(session: Session, product_ids: Iterable[int]) -> dict[int, str]:
+    rows = session.exec(select(Product.id, Product.name).where(col(Product.id).in_(list(product_ids))))
+    return {product_id: name for product_id, name in rows if product_id is not None}
 
 
 class ChannelError(Exception):
     """A channel could not deliver the notice; the next channel takes over."""
 
+    def __init__(self, reason: str, variant: str | None = None) -> None:
+        super().__init__(reason)
+        self.variant = variant
+        """The template variant that failed to go out, so A/B results count failures too."""
+
 
 class Channel(Protocol):
     name: str
 
-    async def send(self, notice: DeliveryNotice) -> None: ...
+    async def send(self, notice: DeliveryNotice) -> str | None:
+        """Delivers the notice or raises ChannelError; returns the template variant it sent."""
 
 
 class OrderEventHub:
@@ -54,6 +89,9 @@ class OrderEventHub:
             if not subscribers:
                 del self._subscribers[chain_order_id.lower()]
 
+    def watched(self, chain_order_id: str) -> bool:
+        return bool(self._subscribers.get(chain_order_id.lower()))
+
     def publish(self, chain_order_id: str, event: dict[str, Any]) -> None:
         for queue in self._subscribers.get(chain_order_id.lower(), ()):
             if queue.full():  # a stalled reader loses its oldest events, never blocks the engine
@@ -62,45 +100,64 @@ class OrderEventHub:
 
 
 class InSiteChannel:
-    """The order page: pushes "delivered" to the buyer's open page over WebSocket."""
+    """The order page: the buyer is told when their page is open (the "delivered" push reaches it).
+
+    Status events go to the page whatever the channels do; this channel only answers whether the
+    buyer is there to see them, so that a closed page hands over to the next channel.
+    """
 
     name = "in-site"
 
     def __init__(self, hub: OrderEventHub) -> None:
         self.hub = hub
 
-    async def send(self, notice: DeliveryNotice) -> None:
-        self.hub.publish(notice.chain_order_id, {"order": notice.chain_order_id, "status": "delivered"})
+    async def send(self, notice: DeliveryNotice) -> str | None:
+        if not self.hub.watched(notice.chain_order_id):
+            raise ChannelError("the order page is not open")
+        return None
 
 
 async def notify(channels: Sequence[Channel], notice: DeliveryNotice) -> list[DeliveryAttempt]:
-    """Tries each channel in order until one succeeds; returns every attempt made."""
-    attempts = []
+    """Tries each channel in order until one succeeds; returns every attempt made.
+
+    A channel with `attempts` > 1 is retried with exponential backoff (`backoff`, doubled each
+    time) before the next channel takes over; every try is an attempt of its own in the log.
+    """
+    attempts: list[DeliveryAttempt] = []
     for channel in channels:
-        started = utcnow()
-        try:
-            await channel.send(notice)
-        except Exception as exc:  # any failure of a channel hands over to the next
-            log.warning("channel %s failed for order %s: %s", channel.name, notice.order_id, exc)
-            attempts.append(
-                DeliveryAttempt(
-                    order_id=notice.order_id,
-                    channel=channel.name,
-                    succeeded=False,
-                    error=str(exc)[:500],
-                    started_at=started,
-                    finished_at=utcnow(),
-                )
-            )
-            continue
-        attempts.append(
-            DeliveryAttempt(
-                order_id=notice.order_id,
-                channel=channel.name,
-                succeeded=True,
-                started_at=started,
-                finished_at=utcnow(),
-            )
-        )
-        break
+        tries = max(1, getattr(channel, "attempts", 1))
+        delay = float(getattr(channel, "backoff", 0.5))
+        for attempt_no in range(tries):
+            if attempt_no:
+                await asyncio.sleep(delay)
+                delay *= 2
+            attempt = await _attempt(channel, notice)
+            attempts.append(attempt)
+            if attempt.succeeded:
+                return attempts
     return attempts
+
+
+async def _attempt(channel: Channel, notice: DeliveryNotice) -> DeliveryAttempt:
+    started = utcnow()
+    try:
+        variant = await channel.send(notice)
+    except Exception as exc:  # any failure of a channel hands over to the next try
+        log.warning("channel %s failed for order %s: %s", channel.name, notice.order_id, exc)
+        return DeliveryAttempt(
+            order_id=notice.order_id,
+            channel=channel.name,
+            variant=exc.variant if isinstance(exc, ChannelError) else None,
+            succeeded=False,
+            error=str(exc)[:500],
+            started_at=started,
+            finished_at=utcnow(),
+        )
+    return DeliveryAttempt(
+        order_id=notice.order_id,
+        channel=channel.name,
+        variant=variant,
+        succeeded=True,
+        started_at=started,
+        finished_at=utcnow(),
+    )

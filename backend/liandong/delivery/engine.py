@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from liandong.chain.indexer import ConfirmedOrder
 from liandong.chain.settlement import Settlement, order_terms, settlement_of
-from liandong.delivery.channels import Channel, DeliveryNotice, notify
+from liandong.delivery.channels import Channel, DeliveryNotice, delivery_notice, notify, product_names
 from liandong.delivery.pool import KeyPool
 from liandong.store.models import CardKey, Delivery, DeliveryAttempt, OrderStatus, ShopOrder, utcnow
 from liandong.vault.crypto import delivery_commitment, new_salt
@@ -41,6 +41,7 @@ class DeliveryEngine:
         channels: Sequence[Channel],
         settle: Callable[[Sequence[Settlement]], None],
         *,
+        public_url: str = "",
         pool: KeyPool | None = None,
         batch_size: int = 256,
         workers: int = 4,
@@ -49,6 +50,7 @@ class DeliveryEngine:
         self.vault = vault
         self.channels = channels
         self.settle = settle
+        self.public_url = public_url
         self.pool = pool or KeyPool()
         self.batch_size = batch_size
         self.workers = workers
@@ -145,7 +147,8 @@ class DeliveryEngine:
                 log.warning("order %s: out of stock, refunding", order.id)
                 order.status, order.refund_reason = OrderStatus.REFUNDING, "out of stock"
                 session.add(order)
-            notices = [DeliveryNotice(o.id, o.chain_order_id, o.email, o.payer) for o, _ in delivered if o.id]
+            names = product_names(session, {o.product_id for o, _ in delivered})
+            notices = [delivery_notice(o, names[o.product_id], self.public_url) for o, _ in delivered]
             settlements = [Settlement(o.id, order_terms(o), c) for o, c in delivered if o.id]
             settlements += [settlement_of(order) for order in out_of_stock]
             session.commit()

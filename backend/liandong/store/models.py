@@ -37,8 +37,11 @@ class Product(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     sku: str = Field(unique=True, index=True, max_length=64)
     name: str = Field(max_length=200)
+    description: str = Field(default="", max_length=2000)
     active: bool = True
+    """Listed in the storefront; an unlisted product can be neither seen nor quoted."""
     low_stock_percent: int = 20
+    """Stock is low when the keys left fall under this share of all keys ever imported."""
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -100,6 +103,7 @@ class ShopOrder(SQLModel, table=True):
     """The only address allowed to pay, when the quote names one."""
     payer: str | None = Field(default=None, max_length=42, index=True)
     email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=32)
     status: OrderStatus = Field(default=OrderStatus.QUOTED, index=True)
     priority: int = 0
     """Higher first: derived from the order's value and whether the payer bought before."""
@@ -157,6 +161,8 @@ class DeliveryAttempt(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     order_id: int = Field(foreign_key="shoporder.id", index=True)
     channel: str = Field(max_length=32)
+    variant: str | None = Field(default=None, max_length=32)
+    """The message template variant sent (A/B tests), when the channel sends a message."""
     succeeded: bool
     error: str | None = Field(default=None, max_length=500)
     started_at: datetime = Field(default_factory=utcnow)
@@ -203,3 +209,91 @@ class ChainTx(SQLModel, table=True):
     status: ChainTxStatus = Field(default=ChainTxStatus.PENDING, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class KeyAccess(SQLModel, table=True):
+    """One read of an order's keys by its buyer. More than one means the buyer came back for them,
+    which is what the A/B results of the delivery messages count."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="shoporder.id", index=True)
+    via: str = Field(max_length=16)
+    """"token" (the order's secret) or "wallet" (a Sign-In with Ethereum session)."""
+    accessed_at: datetime = Field(default_factory=utcnow)
+
+
+class Merchant(SQLModel, table=True):
+    """A dashboard login. Passwords are kept only as argon2id hashes."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, index=True, max_length=64)
+    password_hash: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MerchantSession(SQLModel, table=True):
+    """A logged-in dashboard session; the cookie holds the token, the table only its hash."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    merchant_id: int = Field(foreign_key="merchant.id", index=True)
+    expires_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiToken(SQLModel, table=True):
+    """A merchant's token for integrations: scoped, revocable, stored as a hash."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    merchant_id: int = Field(foreign_key="merchant.id", index=True)
+    name: str = Field(max_length=100)
+    prefix: str = Field(max_length=16)
+    """The token's first characters, shown in listings so a merchant can tell tokens apart."""
+    token_hash: str = Field(unique=True, max_length=64)
+    scopes: str = Field(max_length=200)
+    """Space-separated scopes, e.g. "orders:read products:write"."""
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class BuyerChallenge(SQLModel, table=True):
+    """A Sign-In with Ethereum nonce: issued once, accepted once, before it expires."""
+
+    nonce: str = Field(primary_key=True, max_length=32)
+    issued_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class BuyerSession(SQLModel, table=True):
+    """A wallet proven by a signed challenge: opens every order that wallet paid."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    address: str = Field(max_length=42, index=True)
+    expires_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ChannelSetting(SQLModel, table=True):
+    """The merchant's order of delivery channels; connection details and secrets live in Settings."""
+
+    name: str = Field(primary_key=True, max_length=32)
+    position: int
+    enabled: bool = True
+
+
+class MessageTemplate(SQLModel, table=True):
+    """A delivery message for a channel; several variants of one channel are an A/B test."""
+
+    __table_args__ = (UniqueConstraint("channel", "variant"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    variant: str = Field(max_length=32)
+    subject: str = Field(default="", max_length=200)
+    body: str = Field(max_length=10000)
+    weight: int = 1
+    """Relative share of orders that get this variant."""
+    active: bool = True
