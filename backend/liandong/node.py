@@ -10,12 +10,16 @@ import uvicorn
 from sqlmodel import Session
 
 from liandong.api.app import create_app
+from liandong.api.deps import ShopContext
 from liandong.chain.deployment import DeploymentRecord
 from liandong.chain.indexer import ConfirmationPolicy, Indexer, IndexerStore
+from liandong.chain.quotes import EscrowDomain
 from liandong.chain.settlement import SettlementSender
 from liandong.core.config import Settings
-from liandong.delivery.channels import InSiteChannel, OrderEventHub
+from liandong.delivery.channels import OrderEventHub
 from liandong.delivery.engine import DeliveryEngine
+from liandong.delivery.registry import ChannelRouter
+from liandong.delivery.templates import TemplateBook
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import ChainCheckpoint
 from liandong.vault.crypto import load_keyring
@@ -36,6 +40,11 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
     engine = make_engine(database_url)
     vault = Vault(load_keyring(settings), lambda: load_keyring(settings))
     hub = OrderEventHub()
+    templates = TemplateBook()
+    channels = ChannelRouter(settings, hub, templates)
+    with Session(engine) as session:
+        templates.reload(session)
+        ordered_channels = channels.ordered(session)
     sender = SettlementSender(
         engine,
         settings.rpc_url,
@@ -46,14 +55,22 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
         batch_size=settings.settlement_batch_size,
         stuck_seconds=settings.stuck_transaction_seconds,
     )
-    delivery = DeliveryEngine(engine, vault, [InSiteChannel(hub)], sender.submit)
+    delivery = DeliveryEngine(
+        engine, vault, ordered_channels, sender.submit, hub=hub, public_url=settings.resolved_public_url
+    )
+
+    def channels_changed() -> None:
+        with Session(engine) as session:
+            templates.reload(session)
+            delivery.channels = channels.ordered(session)
+
     policy = ConfirmationPolicy(
         settings.confirmations,
         settings.large_order_confirmations,
         {token.lower(): amount for token, amount in settings.large_order_thresholds.items()},
     )
     indexer = Indexer(
-        IndexerStore(engine, record.chain_id, policy, REORG_WINDOW),
+        IndexerStore(engine, record.chain_id, policy, REORG_WINDOW, hub.publish),
         settings.rpc_url,
         settings.resolved_ws_url,
         record.escrow,
@@ -73,7 +90,22 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
             "queue": delivery.queue.qsize(),
         }
 
-    app = create_app(engine, vault, hub, health)
+    app = create_app(
+        ShopContext(
+            settings=settings,
+            engine=engine,
+            vault=vault,
+            hub=hub,
+            domain=EscrowDomain(record.chain_id, record.escrow),
+            operator_key=settings.operator_key,
+            settle=sender.submit,
+            resend=delivery.notify,
+            channels=channels,
+            templates=templates,
+            on_channels_changed=channels_changed,
+            health=health,
+        )
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="off"

@@ -98,6 +98,8 @@ class LocalShop:
     data_dir: Path
     confirmations: int = 0
     stuck_seconds: float = 30.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More LIANDONG_* settings for the node (channels, …)."""
     api_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     engine: Engine = field(init=False)
@@ -120,6 +122,7 @@ class LocalShop:
             "LIANDONG_CONFIRMATIONS": str(self.confirmations),
             "LIANDONG_SETTLEMENT_BATCH_INTERVAL": "0.1",
             "LIANDONG_STUCK_TRANSACTION_SECONDS": str(self.stuck_seconds),
+            **self.extra_env,
         }
 
     def settings(self) -> Settings:

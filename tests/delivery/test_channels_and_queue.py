@@ -12,7 +12,17 @@ from liandong.store.db import make_engine, migrate
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.service import Vault
 
-NOTICE = DeliveryNotice(order_id=1, chain_order_id="0x" + "ab" * 32, email=None, payer=None)
+NOTICE = DeliveryNotice(
+    order_id=1,
+    chain_order_id="0x" + "ab" * 32,
+    product_name="Game key",
+    quantity=1,
+    email=None,
+    phone=None,
+    payer=None,
+    commitment=None,
+    order_url="http://shop.test/orders/0x" + "ab" * 32,
+)
 
 
 class BrokenChannel:
@@ -20,22 +30,42 @@ class BrokenChannel:
 
     name = "broken"
 
-    async def send(self, notice: DeliveryNotice) -> None:
-        raise ChannelError("connection refused")
+    attempts = 2
+    backoff = 0.01
+
+    async def send(self, notice: DeliveryNotice) -> str | None:
+        raise ChannelError("connection refused", variant="B")
 
 
-def test_a_failing_channel_hands_over_to_the_next_and_every_attempt_is_recorded() -> None:
+def test_a_failing_channel_is_retried_then_hands_over_and_every_attempt_is_recorded() -> None:
     hub = OrderEventHub()
-    events = hub.subscribe(NOTICE.chain_order_id)
+    hub.subscribe(NOTICE.chain_order_id)  # the buyer's order page is open
     attempts = asyncio.run(notify([BrokenChannel(), InSiteChannel(hub), BrokenChannel()], NOTICE))
-    assert [(a.channel, a.succeeded) for a in attempts] == [("broken", False), ("in-site", True)]
+    assert [(a.channel, a.succeeded) for a in attempts] == [
+        ("broken", False),
+        ("broken", False),
+        ("in-site", True),
+    ]
     assert attempts[0].error == "connection refused"
-    assert events.get_nowait() == {"order": NOTICE.chain_order_id, "status": "delivered"}
+    assert attempts[0].variant == "B"
 
 
-def test_all_channels_failing_is_recorded_as_such() -> None:
-    attempts = asyncio.run(notify([BrokenChannel(), BrokenChannel()], NOTICE))
-    assert [a.succeeded for a in attempts] == [False, False]
+def test_the_in_site_channel_fails_over_when_no_order_page_is_open() -> None:
+    attempts = asyncio.run(notify([InSiteChannel(OrderEventHub()), BrokenChannel()], NOTICE))
+    assert [(a.channel, a.succeeded) for a in attempts] == [("in-site", False)] + [("broken", False)] * 2
+    assert attempts[0].error == "the order page is not open"
+
+
+def test_order_events_reach_the_order_page_and_the_merchant_feed_stock_only_the_feed() -> None:
+    hub = OrderEventHub()
+    page, feed, other = hub.subscribe(NOTICE.chain_order_id), hub.subscribe_feed(), hub.subscribe("0x01")
+    hub.publish(NOTICE.chain_order_id.upper().replace("0X", "0x"), {"status": "paid"})
+    hub.publish_feed({"type": "stock", "product_id": 1, "change": -1})
+    assert page.get_nowait() == {"type": "order", "status": "paid"}
+    assert page.empty()
+    assert feed.get_nowait() == {"type": "order", "status": "paid"}
+    assert feed.get_nowait() == {"type": "stock", "product_id": 1, "change": -1}
+    assert other.empty()
 
 
 def test_a_slow_reader_never_blocks_the_hub() -> None:
@@ -44,7 +74,7 @@ def test_a_slow_reader_never_blocks_the_hub() -> None:
     for n in range(100):
         hub.publish(NOTICE.chain_order_id, {"n": n})
     assert queue.qsize() == 64
-    assert queue.get_nowait() == {"n": 36}  # the oldest events gave way
+    assert queue.get_nowait() == {"type": "order", "n": 36}  # the oldest events gave way
 
 
 def test_bigger_and_returning_buyers_are_served_first(tmp_path: Path) -> None:

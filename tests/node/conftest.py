@@ -16,13 +16,16 @@ def shop_factory(tmp_path: Path) -> Iterator[Callable[..., LocalShop]]:
     shops: list[LocalShop] = []
 
     def make(
-        confirmations: int = 0, chain_state: Path | None = None, stuck_seconds: float = 30.0
+        confirmations: int = 0,
+        chain_state: Path | None = None,
+        stuck_seconds: float = 30.0,
+        env: dict[str, str] | None = None,
     ) -> LocalShop:
         anvil = Anvil(state_file=chain_state).start()
         data_dir = tmp_path / f"shop{len(shops)}"
         data_dir.mkdir()
         record = deploy_local_escrow(anvil.http_url, data_dir / "deployment.json")
-        shop = LocalShop(anvil, record, data_dir, confirmations, stuck_seconds)
+        shop = LocalShop(anvil, record, data_dir, confirmations, stuck_seconds, env or {})
         shops.append(shop)
         return shop
 

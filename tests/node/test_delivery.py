@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
-import pytest
+import httpx
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_account.messages import encode_defunct
 from eth_utils.crypto import keccak
+from liandong.chain.quotes import NATIVE_COIN, Quote
 from liandong.simulate import LocalShop as Shop
 from liandong.store.models import OrderStatus
 from liandong.vault.crypto import delivery_commitment
+from liandong.vault.transport import open_sealed, order_aad
 from web3 import Web3
 from websockets.sync.client import connect
 
@@ -19,12 +21,8 @@ ORDER_DELIVERED = "0x" + keccak(text="OrderDelivered(bytes32,bytes32,uint256)").
 ORDER_REFUNDED = "0x" + keccak(text="OrderRefunded(bytes32,address,address,uint256,bool)").hex()
 
 
-def _read_order(shop: Shop, chain_order_id: str, token: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{shop.api_port}/api/orders/{chain_order_id}", headers={"X-Order-Token": token}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-        return json.load(response)  # type: ignore[no-any-return]
+def _api(shop: Shop) -> httpx.Client:
+    return httpx.Client(base_url=f"http://127.0.0.1:{shop.api_port}", timeout=10)
 
 
 def _events(shop: Shop, topic: str, chain_order_id: str) -> list[Any]:
@@ -37,30 +35,58 @@ def _events(shop: Shop, topic: str, chain_order_id: str) -> list[Any]:
     )
 
 
-def test_paid_order_gets_its_key_and_the_commitment_goes_on_chain(shop_factory: Any) -> None:
-    shop = shop_factory()
+def test_quote_pay_and_read_the_key_with_a_wallet_signature_matching_the_chain(shop_factory: Any) -> None:
+    """The buyer's whole path over the API: quote → `pay` from the wallet → live status → sign in
+    with the wallet → keys sealed to the browser's key → decrypted → the on-chain commitment."""
+    shop = shop_factory(confirmations=1)
     product = shop.add_product("game-key", ["KEY-AAAA-0001", "KEY-AAAA-0002", "KEY-AAAA-0003"])
     shop.start()
-    issued = shop.quote(product, quantity=2)
-    order_key = issued.order.chain_order_id
+    buyer = shop.buyer(4)
+    api = _api(shop)
+    issued = api.post("/api/quotes", json={"product_id": product, "quantity": 2, "token": NATIVE_COIN}).json()
+    order_key = issued["order"]
+    terms = issued["quote"]
+    quote = Quote(
+        order_id=bytes.fromhex(terms["orderId"][2:]),
+        product_id=terms["productId"],
+        quantity=terms["quantity"],
+        token=terms["token"],
+        amount=int(terms["amount"]),
+        buyer=terms["buyer"],
+        expiry=terms["expiry"],
+        delivery_deadline=terms["deliveryDeadline"],
+    )
     page = connect(f"ws://127.0.0.1:{shop.api_port}/api/orders/{order_key}/events", open_timeout=5)
-    shop.buyer(4).pay(issued.quote, issued.signature)
-    assert json.loads(page.recv(timeout=20)) == {"order": order_key, "status": "delivered"}  # pushed
+    buyer.pay(quote, bytes.fromhex(issued["signature"][2:]))
+    paid = json.loads(page.recv(timeout=20))
+    assert (paid["status"], paid["confirmations"], paid["required"]) == ("paid", 0, 1)
+    assert paid["payer"] == buyer.account.address
+    shop.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]  # the confirmation
+    statuses = [json.loads(page.recv(timeout=20))["status"] for _ in range(2)]
+    assert statuses == ["confirmed", "delivered"]
     page.close()
 
-    view = shop.wait_for(
-        lambda: (v := _read_order(shop, order_key, issued.access_token))["status"] == "delivered" and v,
-        20,
-        "delivery",
-    )
-    assert sorted(view["keys"]) == ["KEY-AAAA-0001", "KEY-AAAA-0002"]
-    expected = delivery_commitment(issued.quote.order_id, bytes.fromhex(view["salt"][2:]), view["keys"])
-    assert view["commitment"] == "0x" + expected.hex()
+    challenge = api.post("/api/buyer/challenge", json={"address": buyer.account.address}).json()
+    signature = buyer.account.sign_message(encode_defunct(text=challenge["message"])).signature
+    session = api.post(
+        "/api/buyer/session", json={"message": challenge["message"], "signature": "0x" + signature.hex()}
+    ).json()
+    browser = X25519PrivateKey.generate()
+    public = "0x" + browser.public_key().public_bytes_raw().hex()
+    sealed = api.post(
+        f"/api/orders/{order_key}/keys",
+        json={"public_key": public},
+        headers={"Authorization": f"Bearer {session['token']}"},
+    ).json()
+    keys = json.loads(open_sealed(sealed["box"], browser.private_bytes_raw(), order_aad(order_key)))
+    assert sorted(keys) == ["KEY-AAAA-0001", "KEY-AAAA-0002"]
+    expected = delivery_commitment(quote.order_id, bytes.fromhex(sealed["salt"][2:]), keys)
+    assert sealed["commitment"] == "0x" + expected.hex()
 
     [event] = shop.wait_for(lambda: _events(shop, ORDER_DELIVERED, order_key), 20, "the on-chain record")
     assert bytes(event["data"])[:32] == expected
     order = shop.wait_for(lambda: (o := shop.order(order_key)).committed_at and o, 20, "committed_at")
-    assert order.payer == shop.buyer(4).account.address
+    assert order.payer == buyer.account.address
     stamps = [order.block_time, order.seen_at, order.confirmed_at, order.keys_claimed_at, order.delivered_at]
     assert all(stamps), stamps
     assert (
@@ -70,20 +96,6 @@ def test_paid_order_gets_its_key_and_the_commitment_goes_on_chain(shop_factory: 
         <= order.delivered_at
         <= order.committed_at
     )
-
-
-def test_wrong_token_reads_nothing(shop_factory: Any) -> None:
-    shop = shop_factory()
-    product = shop.add_product("gift", ["GIFT-1"])
-    shop.start()
-    issued = shop.quote(product)
-    shop.buyer(4).pay(issued.quote, issued.signature)
-    shop.wait_for(
-        lambda: shop.order(issued.order.chain_order_id).status == OrderStatus.DELIVERED, 20, "delivery"
-    )
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        _read_order(shop, issued.order.chain_order_id, "not-the-token")
-    assert refused.value.code == 404
 
 
 def test_two_buyers_racing_for_the_last_key_get_one_key_and_one_refund(shop_factory: Any) -> None:

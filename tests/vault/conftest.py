@@ -1,45 +1,12 @@
-"""A fresh, migrated SQLite database per test, copied from one migrated once (migrating is slow)."""
+"""The vault tests' product, keyring and vault (the database comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from liandong.store.db import make_engine, migrate
 from liandong.store.models import Product
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.service import Vault
-from sqlalchemy import Engine
 from sqlmodel import Session
-
-
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "template.db"
-    migrate(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def db_path(tmp_path: Path, migrated_template: Path) -> Path:
-    path = tmp_path / "shop.db"
-    shutil.copyfile(migrated_template, path)
-    return path
-
-
-@pytest.fixture
-def engine(db_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{db_path}")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with Session(engine) as session:
-        yield session
 
 
 def add_product(session: Session, sku: str) -> int:

@@ -1,75 +1,62 @@
-"""The FastAPI application: thin routes over `liandong.services`.
+"""The FastAPI application: thin routes (`liandong.api.routes`) over `liandong.services`.
 
 No `from __future__ import annotations` here: FastAPI reads the route signatures at run time.
 """
 
-import asyncio
-from collections.abc import Callable
-from typing import Annotated, Any
+import logging
+from typing import Any
 
-from fastapi import FastAPI, Header, HTTPException, WebSocket, WebSocketDisconnect
-from pydantic import BaseModel
-from sqlalchemy import Engine
-from sqlmodel import Session
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 
-from liandong.delivery.channels import OrderEventHub
-from liandong.services.orders import OrderAccessDeniedError, read_order
-from liandong.vault.service import Vault
+from liandong import __version__
+from liandong.api.deps import Shop, ShopContext
+from liandong.api.routes import catalogue, merchants, orders, shop, stats
+from liandong.core.ratelimit import RateLimitExceededError
 
-
-class OrderView(BaseModel):
-    order: str
-    status: str
-    quantity: int
-    keys: list[str]
-    salt: str | None
-    commitment: str | None
+log = logging.getLogger(__name__)
 
 
-def create_app(
-    engine: Engine, vault: Vault, hub: OrderEventHub, health: Callable[[], dict[str, Any]]
-) -> FastAPI:
-    app = FastAPI(title="Liandong", version="0.1.0")
+async def _too_many_requests(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RateLimitExceededError)
+    return JSONResponse(
+        status_code=429, content={"detail": str(error)}, headers={"Retry-After": str(error.retry_after)}
+    )
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return health()
 
-    @app.get("/api/orders/{chain_order_id}")
-    def get_order(
-        chain_order_id: str,
-        x_order_token: Annotated[str, Header()],
-    ) -> OrderView:
-        """The order's status and, once delivered, its keys with the salt of the on-chain commitment."""
-        # The session closes before the response goes back to the event loop: with SQLite's
-        # write lock taken at BEGIN, a session held until the response is sent could wait on a
-        # loop that itself waits for that lock.
-        try:
-            with Session(engine) as session:
-                found = read_order(session, vault, chain_order_id, x_order_token)
-        except OrderAccessDeniedError:
-            raise HTTPException(status_code=404, detail="no such order for this token") from None
-        order = found.order
-        return OrderView(
-            order=order.chain_order_id,
-            status=order.status.value,
-            quantity=order.quantity,
-            keys=found.keys,
-            salt=order.salt if found.keys else None,
-            commitment=order.commitment if found.keys else None,
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    # The trace goes to the node's log (which never holds key plaintext: keys are only ever in
+    # local variables of the vault and the sealing code); the client gets no internals.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return JSONResponse(status_code=500, content={"detail": "internal error; the shop's log has the details"})
+
+
+def create_app(context: ShopContext) -> FastAPI:
+    app = FastAPI(
+        title="链动小铺 Liandong",
+        version=__version__,
+        description=(
+            "A card-key shop paid through an on-chain escrow. Buyers quote, pay with their wallet and "
+            "read their keys sealed to their browser's key; merchants manage products, keys, orders, "
+            "delivery channels and watch the efficiency board."
+        ),
+    )
+    app.state.shop = context
+    if context.settings.cors_origins:  # closed unless the merchant names the origins
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=context.settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Order-Token"],
         )
+    app.add_exception_handler(RateLimitExceededError, _too_many_requests)
+    app.add_exception_handler(Exception, _unexpected)
 
-    @app.websocket("/api/orders/{chain_order_id}/events")
-    async def order_events(websocket: WebSocket, chain_order_id: str) -> None:
-        """Pushes the order's status changes; the keys themselves are read with the order token."""
-        await websocket.accept()
-        queue = hub.subscribe(chain_order_id)
-        try:
-            while True:
-                await websocket.send_json(await queue.get())
-        except (WebSocketDisconnect, asyncio.CancelledError):
-            pass
-        finally:
-            hub.unsubscribe(chain_order_id, queue)
+    @app.get("/healthz", tags=["operations"])
+    def healthz(context: Shop) -> dict[str, Any]:
+        return context.health()
 
+    for module in (shop, merchants, catalogue, orders, stats):
+        app.include_router(module.router)
     return app

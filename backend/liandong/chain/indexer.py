@@ -87,11 +87,21 @@ def _now() -> datetime:
 class IndexerStore:
     """The indexer's database side: every method is one transaction."""
 
-    def __init__(self, engine: Engine, chain_id: int, policy: ConfirmationPolicy, reorg_window: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        chain_id: int,
+        policy: ConfirmationPolicy,
+        reorg_window: int,
+        publish: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.chain_id = chain_id
         self.policy = policy
         self.reorg_window = reorg_window
+        self.publish = publish
+        """Hears order status changes (paid, confirmations n/N, refunded) once they are committed."""
+        self._announcements: list[tuple[str, dict[str, Any]]] = []
         self._awaiting_confirmations = True
         """Whether some order may still be waiting for confirmations (checked at start-up)."""
 
@@ -123,6 +133,7 @@ class IndexerStore:
         """Applies the events of the blocks up to `upto` and moves the checkpoint there, in one
         transaction; `blocks` are the headers to remember for reorg detection (near the head)."""
         times = {block.number: block.timestamp for block in blocks}
+        self._announcements = []  # what a failed earlier attempt noted never happened
         with Session(self.engine) as session:
             orders = self._orders_named(session, events)
             paid = [event for event in events if isinstance(event, OrderPaid)]
@@ -138,6 +149,7 @@ class IndexerStore:
                 elif order.status != OrderStatus.REFUNDED:
                     order.status, order.refunded_at = OrderStatus.REFUNDED, _now()
                     session.add(order)
+                    self._note(order, OrderStatus.REFUNDED)
             connection = session.connection()
             if blocks:  # a rollback deletes blocks above the ancestor, so these are always new
                 connection.execute(
@@ -167,7 +179,27 @@ class IndexerStore:
             if self._awaiting_confirmations:
                 confirmed += self._confirm_due(session, min(head_number, upto.number))
             session.commit()
-            return confirmed
+        self._announce()
+        return confirmed
+
+    def _note(self, order: ShopOrder, status: OrderStatus, **details: Any) -> None:
+        self._announcements.append(
+            (
+                order.chain_order_id,
+                {
+                    "order": order.chain_order_id,
+                    "status": status.value,
+                    "product_id": order.product_id,
+                    **details,
+                },
+            )
+        )
+
+    def _announce(self) -> None:
+        announcements, self._announcements = self._announcements, []
+        if self.publish is not None:
+            for chain_order_id, event in announcements:
+                self.publish(chain_order_id, event)
 
     def _orders_named(self, session: Session, events: Sequence[EscrowEvent]) -> dict[str, ShopOrder]:
         keys = {"0x" + event.order_id.hex() for event in events}
@@ -200,6 +232,7 @@ class IndexerStore:
 
     def rollback_to(self, ancestor: Header) -> int:
         """Forgets everything after `ancestor`: payments there become unpaid again unless delivered."""
+        self._announcements = []
         with Session(self.engine) as session:
             orphaned = session.exec(
                 select(Payment).where(
@@ -214,6 +247,7 @@ class IndexerStore:
                     order.status = OrderStatus.QUOTED
                     order.payer = order.seen_at = order.confirmed_at = order.block_time = None
                     session.add(order)
+                    self._note(order, OrderStatus.QUOTED, reason="the payment's block left the chain")
                 elif order is not None:
                     log.warning(
                         "reorg below %s removed the payment of %s order %s",
@@ -232,7 +266,8 @@ class IndexerStore:
             checkpoint.block_number, checkpoint.block_hash = ancestor.number, ancestor.hash
             session.add(checkpoint)
             session.commit()
-            return len(orphaned)
+        self._announce()
+        return len(orphaned)
 
     def _record_payments(
         self,
@@ -283,7 +318,18 @@ class IndexerStore:
                 continue
             assert order.id is not None
             priority = event.amount.bit_length() + (256 if event.buyer in returning else 0)
-            confirm_now = self.policy.required(order.token, int(order.amount)) == 0
+            required = self.policy.required(order.token, int(order.amount))
+            confirm_now = required == 0
+            self._note(
+                order,
+                OrderStatus.CONFIRMED if confirm_now else OrderStatus.PAID,
+                payer=event.buyer,
+                amount=str(event.amount),
+                token=event.token,
+                tx_hash=event.position.tx_hash,
+                confirmations=0,
+                required=required,
+            )
             order_updates.append(
                 {
                     "target": order.id,
@@ -331,12 +377,16 @@ class IndexerStore:
         )
         confirmed = []
         for order, payment in rows:
-            if head_number - payment.block_number >= self.policy.required(order.token, int(order.amount)):
+            required = self.policy.required(order.token, int(order.amount))
+            depth = head_number - payment.block_number
+            if depth >= required:
                 order.status = OrderStatus.CONFIRMED
                 order.confirmed_at = _now()
                 session.add(order)
                 assert order.id is not None
                 confirmed.append(ConfirmedOrder(order.id, order.priority))
+            if depth > 0:  # at depth 0 the payment's own event said "paid, 0 of N"
+                self._note(order, order.status, confirmations=min(depth, required), required=required)
         return confirmed
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -104,6 +105,11 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def public_host(self) -> str:
+        """The authority (host[:port]) of `resolved_public_url`: the Sign-In with Ethereum domain."""
+        return urlsplit(self.resolved_public_url).netloc
 
     @property
     def deployment_file(self) -> Path:

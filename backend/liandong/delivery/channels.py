@@ -55,6 +55,10 @@ def product_names(session: Session, product_ids: Iterable[int]) -> dict[int, str
     return {product_id: name for product_id, name in rows if product_id is not None}
 
 
+MERCHANT_FEED = "merchant"
+"""The hub's topic for the dashboard; order topics are 0x-hex ids, so they never collide with it."""
+
+
 class ChannelError(Exception):
     """A channel could not deliver the notice; the next channel takes over."""
 
@@ -72,7 +76,8 @@ class Channel(Protocol):
 
 
 class OrderEventHub:
-    """In-process publish/subscribe of order events, by the escrow's order id (the WebSocket feed)."""
+    """In-process publish/subscribe of order events: per order (the buyer's page) and one merchant
+    feed that sees every order and stock change (the dashboard). Events are small deltas."""
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
@@ -89,11 +94,26 @@ class OrderEventHub:
             if not subscribers:
                 del self._subscribers[chain_order_id.lower()]
 
+    def subscribe_feed(self) -> asyncio.Queue[dict[str, Any]]:
+        return self.subscribe(MERCHANT_FEED)
+
+    def unsubscribe_feed(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.unsubscribe(MERCHANT_FEED, queue)
+
     def watched(self, chain_order_id: str) -> bool:
         return bool(self._subscribers.get(chain_order_id.lower()))
 
     def publish(self, chain_order_id: str, event: dict[str, Any]) -> None:
-        for queue in self._subscribers.get(chain_order_id.lower(), ()):
+        """An order's status change: to the order's pages and to the merchant feed."""
+        self._put(chain_order_id.lower(), {"type": "order", **event})
+        self._put(MERCHANT_FEED, {"type": "order", **event})
+
+    def publish_feed(self, event: dict[str, Any]) -> None:
+        """A change only the merchant sees (stock levels)."""
+        self._put(MERCHANT_FEED, event)
+
+    def _put(self, topic: str, event: dict[str, Any]) -> None:
+        for queue in self._subscribers.get(topic, ()):
             if queue.full():  # a stalled reader loses its oldest events, never blocks the engine
                 queue.get_nowait()
             queue.put_nowait(event)

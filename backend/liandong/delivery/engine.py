@@ -14,19 +14,39 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from liandong.chain.indexer import ConfirmedOrder
 from liandong.chain.settlement import Settlement, order_terms, settlement_of
-from liandong.delivery.channels import Channel, DeliveryNotice, delivery_notice, notify, product_names
+from liandong.delivery.channels import (
+    Channel,
+    DeliveryNotice,
+    OrderEventHub,
+    delivery_notice,
+    notify,
+    product_names,
+)
 from liandong.delivery.pool import KeyPool
 from liandong.store.models import CardKey, Delivery, DeliveryAttempt, OrderStatus, ShopOrder, utcnow
 from liandong.vault.crypto import delivery_commitment, new_salt
 from liandong.vault.service import Vault
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one committed delivery batch did."""
+
+    notices: list[DeliveryNotice]
+    settlements: list[Settlement]
+    refunding: list[str]
+    """Escrow order ids of the orders that could not be delivered (out of stock)."""
+    sold: dict[int, int]
+    """Keys handed out per product id."""
 
 
 class KeyClaimConflictError(Exception):
@@ -41,6 +61,7 @@ class DeliveryEngine:
         channels: Sequence[Channel],
         settle: Callable[[Sequence[Settlement]], None],
         *,
+        hub: OrderEventHub | None = None,
         public_url: str = "",
         pool: KeyPool | None = None,
         batch_size: int = 256,
@@ -50,6 +71,7 @@ class DeliveryEngine:
         self.vault = vault
         self.channels = channels
         self.settle = settle
+        self.hub = hub or OrderEventHub()
         self.public_url = public_url
         self.pool = pool or KeyPool()
         self.batch_size = batch_size
@@ -90,14 +112,15 @@ class DeliveryEngine:
                 batch.append(self.queue.get_nowait()[2])
             try:
                 async with self._lock:  # one writer at a time: SQLite has one anyway
-                    notices, settlements = self.deliver(batch)
+                    outcome = self.deliver(batch)
             except Exception:
                 log.exception("delivery batch failed; requeueing %s orders", len(batch))
                 await asyncio.sleep(0.5)
                 self.enqueue(self._still_confirmed(batch))
                 continue
-            self.settle(settlements)
-            await self._notify_all(notices)
+            self.settle(outcome.settlements)
+            self._announce(outcome)
+            await self.notify(outcome.notices)
             self._refill_pools()
 
     def _still_confirmed(self, order_ids: Sequence[int]) -> list[ConfirmedOrder]:
@@ -109,7 +132,7 @@ class DeliveryEngine:
             ).all()
             return [ConfirmedOrder(o.id, o.priority) for o in orders if o.id is not None]
 
-    def deliver(self, order_ids: Sequence[int]) -> tuple[list[DeliveryNotice], list[Settlement]]:
+    def deliver(self, order_ids: Sequence[int]) -> BatchOutcome:
         """Hands out the keys of the still-confirmed orders among `order_ids`, in one transaction.
 
         Statements are batched (one per kind for the whole batch), so a block of a hundred payments
@@ -121,7 +144,7 @@ class DeliveryEngine:
         finally:
             self.pool.end_batch()
 
-    def _deliver(self, order_ids: Sequence[int]) -> tuple[list[DeliveryNotice], list[Settlement]]:
+    def _deliver(self, order_ids: Sequence[int]) -> BatchOutcome:
         with Session(self.engine) as session:
             orders = session.exec(
                 select(ShopOrder)
@@ -151,8 +174,13 @@ class DeliveryEngine:
             notices = [delivery_notice(o, names[o.product_id], self.public_url) for o, _ in delivered]
             settlements = [Settlement(o.id, order_terms(o), c) for o, c in delivered if o.id]
             settlements += [settlement_of(order) for order in out_of_stock]
+            sold: dict[int, int] = {}
+            for order, _ in delivered:
+                sold[order.product_id] = sold.get(order.product_id, 0) + order.quantity
+            # Read before the commit, which expires the rows: nothing may fail after it.
+            outcome = BatchOutcome(notices, settlements, [o.chain_order_id for o in out_of_stock], sold)
             session.commit()
-        return notices, settlements
+        return outcome
 
     def _hand_out(
         self, session: Session, orders: Sequence[ShopOrder], lines: dict[int, list[int]]
@@ -215,13 +243,32 @@ class DeliveryEngine:
             raise KeyClaimConflictError("an order left the confirmed state during its delivery")
         return delivered
 
-    async def _notify_all(self, notices: Sequence[DeliveryNotice]) -> None:
+    def _announce(self, outcome: BatchOutcome) -> None:
+        """Tells the order pages and the merchant feed what the committed batch did."""
+        for notice in outcome.notices:
+            self.hub.publish(
+                notice.chain_order_id,
+                {
+                    "order": notice.chain_order_id,
+                    "status": "delivered",
+                    "commitment": notice.commitment,
+                },
+            )
+        for chain_order_id in outcome.refunding:
+            self.hub.publish(chain_order_id, {"order": chain_order_id, "status": "refunding"})
+        for product_id, count in outcome.sold.items():
+            self.hub.publish_feed({"type": "stock", "product_id": product_id, "change": -count})
+
+    async def notify(self, notices: Sequence[DeliveryNotice]) -> list[DeliveryAttempt]:
+        """Tells the buyers through the channels and records every attempt."""
         results = await asyncio.gather(*(notify(self.channels, notice) for notice in notices))
-        attempts = [attempt.model_dump(exclude={"id"}) for batch in results for attempt in batch]
+        attempts = [attempt for batch in results for attempt in batch]
         if attempts:
+            rows = [attempt.model_dump(exclude={"id"}) for attempt in attempts]
             with Session(self.engine) as session:
-                session.connection().execute(insert(DeliveryAttempt), attempts)
+                session.connection().execute(insert(DeliveryAttempt), rows)
                 session.commit()
+        return attempts
 
     def _refill_pools(self) -> None:
         products = self.pool.needs_refill()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
 import time
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, func, select
 
 from liandong.chain.quotes import EscrowDomain, Quote, sign_quote
+from liandong.core.security import token_hash
 from liandong.store.models import CardKey, Delivery, OrderStatus, Product, ProductPrice, ShopOrder
 from liandong.vault.service import Vault
 
@@ -27,6 +27,21 @@ class OrderAccessDeniedError(Exception):
     """The order token does not open this order."""
 
 
+class SoldOutError(OrderError):
+    """Not enough keys left for the quantity asked."""
+
+
+def _keys_left(session: Session, product_id: int, enough: int) -> int:
+    """Free keys of the product, counted only up to `enough` (a bounded scan, not a full count)."""
+    free = (
+        select(CardKey.id)
+        .where(CardKey.product_id == product_id, col(CardKey.order_id).is_(None))
+        .limit(enough)
+        .subquery()
+    )
+    return session.exec(select(func.count()).select_from(free)).one()
+
+
 @dataclass(frozen=True)
 class IssuedQuote:
     order: ShopOrder
@@ -34,10 +49,6 @@ class IssuedQuote:
     signature: bytes
     access_token: str
     """The secret that lets its holder read the order's keys; only its hash is stored."""
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def create_quote(
@@ -50,14 +61,21 @@ def create_quote(
     token: str,
     buyer: str | None = None,
     email: str | None = None,
+    phone: str | None = None,
     now: int | None = None,
 ) -> IssuedQuote:
-    """Prices and signs a new order; the buyer's wallet then calls the escrow's `pay` with it."""
+    """Prices and signs a new order; the buyer's wallet then calls the escrow's `pay` with it.
+
+    A product with fewer keys left than asked for is not quoted: a payment would only come back
+    as a refund. Keys are not held for quotes, so a race for the last key still ends in a refund.
+    """
     product = session.get(Product, product_id)
     if product is None or not product.active:
         raise OrderError(f"product {product_id} is not for sale")
     if quantity < 1:
         raise OrderError("quantity must be at least 1")
+    if _keys_left(session, product_id, quantity) < quantity:
+        raise SoldOutError(f"product {product_id} has fewer than {quantity} keys left")
     price = session.exec(
         select(ProductPrice).where(ProductPrice.product_id == product_id, ProductPrice.token == token)
     ).first()
@@ -84,10 +102,11 @@ def create_quote(
         amount=str(quote.amount),
         buyer=buyer,
         email=email,
+        phone=phone,
         quote_signature="0x" + signature.hex(),
         quote_expiry=quote.expiry,
         delivery_deadline=quote.delivery_deadline,
-        access_token_hash=_token_hash(access_token),
+        access_token_hash=token_hash(access_token),
     )
     session.add(order)
     session.commit()
@@ -105,7 +124,7 @@ class OrderKeys:
 def read_order(session: Session, vault: Vault, chain_order_id: str, access_token: str) -> OrderKeys:
     """The order and, once delivered, its keys, for the holder of the order's secret token."""
     order = session.exec(select(ShopOrder).where(ShopOrder.chain_order_id == chain_order_id.lower())).first()
-    if order is None or not hmac.compare_digest(order.access_token_hash, _token_hash(access_token)):
+    if order is None or not hmac.compare_digest(order.access_token_hash, token_hash(access_token)):
         raise OrderAccessDeniedError(chain_order_id)
     keys: list[str] = []
     if order.status == OrderStatus.DELIVERED:

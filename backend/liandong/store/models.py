@@ -18,6 +18,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime | None = None) -> datetime:
+    """`moment` as an aware UTC datetime (now when None). Everything the shop stores is UTC, but
+    some drivers hand timestamps back naive."""
+    if moment is None:
+        return utcnow()
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 class OrderStatus(enum.StrEnum):
     QUOTED = "quoted"
     """Quote issued, not paid."""

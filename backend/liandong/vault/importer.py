@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -96,6 +96,12 @@ def _csv_keys(text: str) -> Iterator[str]:
         raise KeyImportError(f"malformed CSV ({error})", reader.line_num) from error
 
 
+ImportProgress = Callable[[str, int, int], None]
+"""Hears (stage, done, total) while a large file is imported: "encrypting", then "storing"."""
+
+PROGRESS_STEP = 2000
+
+
 def import_keys(
     session: Session,
     vault: Vault,
@@ -103,10 +109,17 @@ def import_keys(
     source_name: str,
     data: bytes,
     fmt: Literal["txt", "csv"],
+    progress: ImportProgress | None = None,
 ) -> ImportReport:
     """Adds the file's keys to the product's stock and commits, skipping (and counting) keys
-    repeated in the file or already in stock. Owns the session's transaction: rolls back and
-    raises `KeyImportError` if anything is wrong, so call it with no other work pending."""
+    repeated in the file or already in stock. Owns the session's transactions: rolls back and
+    raises `KeyImportError` if anything is wrong, so call it with no other work pending.
+
+    The keys are encrypted between transactions, so a large file never holds SQLite's write lock
+    (and with it every delivery) for the seconds encryption takes; a key imported meanwhile by
+    someone else trips the unique fingerprint and fails the whole import, never half of it.
+    """
+    report = progress or (lambda _stage, _done, _total: None)
     try:
         text = _decode(data)
         keys = list(_txt_keys(text) if fmt == "txt" else _csv_keys(text))
@@ -116,10 +129,13 @@ def import_keys(
             raise KeyImportError(f"unknown product {product_id}")
         product_key = vault.data_key(session, product_id)
         existing = set(session.exec(select(CardKey.fingerprint).where(CardKey.product_id == product_id)))
+        session.commit()
         seen: set[str] = set()
         rows: list[dict[str, Any]] = []
         duplicates_in_file = duplicates_existing = 0
-        for key in keys:
+        for done, key in enumerate(keys):
+            if done % PROGRESS_STEP == 0:
+                report("encrypting", done, len(keys))
             fingerprint = product_key.fingerprint(key)
             if fingerprint in existing:
                 duplicates_existing += 1
@@ -128,6 +144,7 @@ def import_keys(
             else:
                 seen.add(fingerprint)
                 rows.append({"ciphertext": product_key.encrypt(key), "fingerprint": fingerprint})
+        report("storing", 0, len(rows))
         batch = ImportBatch(product_id=product_id, source_name=source_name[:255], key_count=len(rows))
         session.add(batch)
         session.flush()
@@ -140,6 +157,7 @@ def import_keys(
         connection = session.connection()
         for start in range(0, len(rows), INSERT_CHUNK):
             connection.execute(insert(CardKey), rows[start : start + INSERT_CHUNK])
+            report("storing", min(start + INSERT_CHUNK, len(rows)), len(rows))
         session.commit()
     except IntegrityError as error:
         session.rollback()

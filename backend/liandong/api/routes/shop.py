@@ -1,0 +1,256 @@
+"""The buyer's API: catalogue, quotes, orders and their keys, wallet sign-in, live order events.
+
+No `from __future__ import annotations` here: FastAPI reads the route signatures at run time.
+"""
+
+import asyncio
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
+
+from liandong.api.deps import BuyerProof, Shop, buyer_proof, buyer_wallet, key_rate, quote_rate, ws_shop
+from liandong.services import buyer_auth, buyer_keys, catalogue
+from liandong.services.orders import OrderError, SoldOutError, create_quote
+from liandong.store.models import ShopOrder
+
+router = APIRouter(prefix="/api", tags=["buyers"])
+
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x" + "ab" * 20])]
+OrderId = Annotated[
+    str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="The escrow's order id (bytes32, 0x-hex).")
+]
+
+
+class ShopInfo(BaseModel):
+    chain_id: int
+    escrow: str
+    name: str = "链动小铺 Liandong"
+
+
+class QuoteRequest(BaseModel):
+    product_id: int = Field(ge=1)
+    quantity: int = Field(default=1, ge=1, le=100)
+    token: Address
+    buyer: Address | None = Field(default=None, description="Only this wallet may pay, when given.")
+    email: str | None = Field(
+        default=None,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="For the e-mail delivery channel.",
+    )
+    phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, for SMS.")
+
+
+class QuoteTerms(BaseModel):
+    """The escrow's `Quote` struct, as the wallet passes it to `pay`."""
+
+    orderId: str  # noqa: N815  (the contract's field names)
+    productId: int  # noqa: N815
+    quantity: int
+    token: str
+    amount: str
+    buyer: str
+    expiry: int
+    deliveryDeadline: int  # noqa: N815
+
+
+class QuoteResponse(BaseModel):
+    order: str
+    access_token: str = Field(description="Opens the order's keys: keep it secret; shown only once.")
+    quote: QuoteTerms
+    signature: str
+    escrow: str
+    chain_id: int
+    expires_at: int
+    order_url: str
+
+
+class ChallengeRequest(BaseModel):
+    address: Address
+
+
+class ChallengeResponse(BaseModel):
+    message: str = Field(description="The EIP-4361 message for the wallet to sign (personal_sign).")
+    nonce: str
+    expires_at: datetime
+
+
+class SignInRequest(BaseModel):
+    message: str = Field(max_length=2000)
+    signature: str = Field(max_length=200)
+
+
+class SignInResponse(BaseModel):
+    token: str
+    address: str
+    expires_at: datetime
+
+
+class KeysRequest(BaseModel):
+    public_key: str = Field(
+        max_length=100, description="The browser's X25519 public key (32 bytes, base64url or 0x-hex)."
+    )
+
+
+@router.get("/shop")
+def shop_info(context: Shop) -> ShopInfo:
+    """What a wallet needs to know to pay this shop."""
+    return ShopInfo(chain_id=context.domain.chain_id, escrow=context.domain.verifying_contract)
+
+
+@router.get("/products")
+def products(context: Shop) -> list[catalogue.ListedProduct]:
+    with context.session() as session:
+        return catalogue.storefront(session)
+
+
+@router.post(
+    "/quotes",
+    status_code=201,
+    dependencies=[Depends(quote_rate)],
+    responses={404: {"description": "Not for sale"}, 409: {"description": "Sold out"}},
+)
+def quote(request: QuoteRequest, context: Shop) -> QuoteResponse:
+    """Prices and signs an order: the wallet calls the escrow's `pay(quote, signature)` with it."""
+    try:
+        with context.session() as session:
+            issued = create_quote(
+                session,
+                context.domain,
+                context.operator_key,
+                product_id=request.product_id,
+                quantity=request.quantity,
+                token=request.token.lower(),
+                buyer=request.buyer,
+                email=request.email,
+                phone=request.phone,
+            )
+    except SoldOutError as error:
+        raise HTTPException(status_code=409, detail=str(error)) from None
+    except OrderError as error:
+        raise HTTPException(status_code=404, detail=str(error)) from None
+    terms = issued.quote
+    return QuoteResponse(
+        order=issued.order.chain_order_id,
+        access_token=issued.access_token,
+        quote=QuoteTerms(
+            orderId="0x" + terms.order_id.hex(),
+            productId=terms.product_id,
+            quantity=terms.quantity,
+            token=terms.token,
+            amount=str(terms.amount),
+            buyer=terms.buyer,
+            expiry=terms.expiry,
+            deliveryDeadline=terms.delivery_deadline,
+        ),
+        signature="0x" + issued.signature.hex(),
+        escrow=context.domain.verifying_contract,
+        chain_id=context.domain.chain_id,
+        expires_at=terms.expiry,
+        order_url=f"{context.settings.resolved_public_url}/orders/{issued.order.chain_order_id}",
+    )
+
+
+def _open(context: Shop, order_id: str, proof: BuyerProof) -> ShopOrder:
+    with context.session() as session:
+        try:
+            if proof.order_token is not None:
+                return buyer_keys.order_for_token(session, order_id, proof.order_token)
+            assert proof.wallet is not None
+            return buyer_keys.order_for_wallet(session, order_id, proof.wallet)
+        except buyer_keys.OrderAccessDeniedError:
+            # The same answer for "no such order" and "not yours": ids cannot be probed.
+            raise HTTPException(status_code=404, detail="no such order for this proof") from None
+
+
+@router.get("/orders/{order_id}", dependencies=[Depends(key_rate)], responses={404: {}})
+def order_status(
+    order_id: OrderId, context: Shop, proof: Annotated[BuyerProof, Depends(buyer_proof)]
+) -> buyer_keys.OrderState:
+    """The order's state; the keys themselves come sealed from `POST …/keys`."""
+    return buyer_keys.order_state(_open(context, order_id, proof))
+
+
+@router.post(
+    "/orders/{order_id}/keys",
+    dependencies=[Depends(key_rate)],
+    responses={404: {}, 409: {"description": "Not delivered (yet)"}, 422: {}},
+)
+def order_keys(
+    order_id: OrderId,
+    request: KeysRequest,
+    context: Shop,
+    proof: Annotated[BuyerProof, Depends(buyer_proof)],
+) -> buyer_keys.SealedKeys:
+    """The order's keys sealed to the browser's X25519 public key, with the salt that recomputes
+    the on-chain commitment."""
+    order = _open(context, order_id, proof)
+    via = "token" if proof.order_token is not None else "wallet"
+    with context.session() as session:
+        try:
+            return buyer_keys.seal_keys(session, context.vault, order, request.public_key, via)
+        except buyer_keys.OrderNotDeliveredError as error:
+            raise HTTPException(status_code=409, detail=str(error)) from None
+        except ValueError as error:
+            raise HTTPException(status_code=422, detail=str(error)) from None
+
+
+@router.post("/buyer/challenge", dependencies=[Depends(key_rate)])
+def challenge(request: ChallengeRequest, context: Shop) -> ChallengeResponse:
+    """A Sign-In with Ethereum message for the wallet to sign; valid once, for a few minutes."""
+    with context.session() as session:
+        try:
+            issued = buyer_auth.issue_challenge(
+                session,
+                domain=context.settings.public_host,
+                uri=context.settings.resolved_public_url,
+                chain_id=context.domain.chain_id,
+                address=request.address,
+            )
+        except buyer_auth.BuyerAuthError as error:
+            raise HTTPException(status_code=422, detail=str(error)) from None
+    return ChallengeResponse(message=issued.message, nonce=issued.nonce, expires_at=issued.expires_at)
+
+
+@router.post("/buyer/session", dependencies=[Depends(key_rate)], responses={401: {}})
+def sign_in(request: SignInRequest, context: Shop) -> SignInResponse:
+    """Exchanges the signed challenge for a wallet session that opens every order the wallet paid."""
+    with context.session() as session:
+        try:
+            login = buyer_auth.sign_in(
+                session,
+                request.message,
+                request.signature,
+                domain=context.settings.public_host,
+                chain_id=context.domain.chain_id,
+                session_hours=context.settings.buyer_session_hours,
+            )
+        except buyer_auth.BuyerAuthError as error:
+            raise HTTPException(status_code=401, detail=str(error)) from None
+    return SignInResponse(token=login.token, address=login.address, expires_at=login.expires_at)
+
+
+@router.get("/buyer/orders", dependencies=[Depends(key_rate)])
+def wallet_orders(
+    context: Shop, wallet: Annotated[str, Depends(buyer_wallet)]
+) -> list[buyer_keys.OrderState]:
+    """Every order the signed-in wallet paid, newest first."""
+    with context.session() as session:
+        return buyer_keys.wallet_orders(session, wallet)
+
+
+@router.websocket("/orders/{order_id}/events")
+async def order_events(websocket: WebSocket, order_id: str) -> None:
+    """Pushes the order's status changes (paid, confirmations n/N, delivered); never its keys."""
+    hub = ws_shop(websocket).hub
+    await websocket.accept()
+    queue = hub.subscribe(order_id)
+    try:
+        while True:
+            await websocket.send_json(await queue.get())
+    except (WebSocketDisconnect, asyncio.CancelledError):
+        pass
+    finally:
+        hub.unsubscribe(order_id, queue)

@@ -1,0 +1,52 @@
+"""Per-client rate limits for the endpoints worth guessing at: quotes, keys, sign-in.
+
+A sliding-window counter per (limit, client) in the node's memory. Several nodes each count their
+own clients; a shop that needs one global count puts its reverse proxy's limit in front.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
+MAX_CLIENTS = 100_000
+"""Clients tracked per limit; beyond that the least recently seen are forgotten."""
+
+
+class RateLimitExceededError(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many requests; retry in {math.ceil(retry_after)} s")
+        self.retry_after = math.ceil(retry_after)
+
+
+@dataclass
+class RateLimit:
+    limit: int
+    period: float
+    _hits: dict[str, deque[float]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str) -> RateLimit:
+        """`"30/minute"` → 30 requests per 60 s; a clear error for anything else."""
+        match = _SPEC.match(spec)
+        if match is None or int(match.group(1)) < 1:
+            raise ValueError(f"rate limit {spec!r}: expected N/second, N/minute or N/hour with N ≥ 1")
+        return cls(int(match.group(1)), _PERIODS[match.group(2)])
+
+    def hit(self, client: str, now: float | None = None) -> None:
+        """Counts one request of `client`, or raises RateLimitExceededError without counting it."""
+        now = time.monotonic() if now is None else now
+        hits = self._hits.pop(client, None) or deque()
+        self._hits[client] = hits  # re-inserted: dict order is least recently seen first
+        while hits and hits[0] <= now - self.period:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            raise RateLimitExceededError(hits[0] + self.period - now)
+        hits.append(now)
+        if len(self._hits) > MAX_CLIENTS:
+            del self._hits[next(iter(self._hits))]
