@@ -16,6 +16,8 @@ from liandong.store.db import make_engine, migrate
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from tests.peers import Endpoint, Inbox, start_smtp
+
 
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -42,3 +44,20 @@ def engine(db_path: Path) -> Iterator[Engine]:
 def session(engine: Engine) -> Iterator[Session]:
     with Session(engine) as session:
         yield session
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) on a free port: its inbox and its port."""
+    inbox = Inbox()
+    controller = start_smtp(inbox)
+    yield inbox, controller.port
+    controller.stop()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    """A real HTTP server on a free port that records what is POSTed to it."""
+    server = Endpoint()
+    yield server
+    server.close()

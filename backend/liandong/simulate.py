@@ -84,6 +84,20 @@ class DevBuyer:
         return self.w3.eth.send_raw_transaction(signed.raw_transaction).to_0x_hex()
 
 
+def quote_from_api(terms: dict[str, Any]) -> Quote:
+    """The `quote` of a `POST /api/quotes` answer, as `pay` takes it."""
+    return Quote(
+        order_id=bytes.fromhex(terms["orderId"].removeprefix("0x")),
+        product_id=terms["productId"],
+        quantity=terms["quantity"],
+        token=terms["token"],
+        amount=int(terms["amount"]),
+        buyer=terms["buyer"],
+        expiry=terms["expiry"],
+        delivery_deadline=terms["deliveryDeadline"],
+    )
+
+
 OPERATOR = dev_account(0)
 PRICE = 10**15
 

@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from email import message_from_bytes, policy
-from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from liandong.chain.devnet import free_port
 from liandong.core.config import Settings
 from liandong.delivery.channels import ChannelError, DeliveryNotice, OrderEventHub, notify
 from liandong.delivery.mail import EmailChannel
@@ -35,6 +28,8 @@ from liandong.delivery.webhook import (
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import MessageTemplate
 from sqlmodel import Session as DbSession
+
+from tests.peers import Endpoint, Inbox
 
 SECRET = "whsec-test-secret"
 CARD_KEY = "XXXX-CARD-KEY-1234-SECRET"
@@ -53,117 +48,8 @@ NOTICE = DeliveryNotice(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def settings(**overrides: Any) -> Settings:
     return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
-
-
-# --- an SMTP server ---------------------------------------------------------------------------
-
-
-class Inbox:
-    """aiosmtpd handler: keeps what it receives and the credentials it was given."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-        self.logins: list[tuple[bytes, bytes]] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def authenticate(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
-    ) -> AuthResult:
-        assert isinstance(data, LoginPassword)
-        self.logins.append((data.login, data.password))
-        return AuthResult(success=(data.login, data.password) == (b"shop", b"pw"))
-
-    def message(self, index: int = 0) -> EmailMessage:
-        content = self.envelopes[index].original_content
-        assert content is not None
-        parsed = message_from_bytes(content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    controller = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=free_port(),
-        authenticator=inbox.authenticate,
-        auth_require_tls=False,
-    )
-    controller.start()
-    yield inbox, controller.port
-    controller.stop()
-
-
-# --- an HTTP endpoint (webhook receiver, SMS gateway) -----------------------------------------
-
-
-@dataclass
-class Request:
-    path: str
-    headers: Any
-    body: bytes
-
-
-class Endpoint:
-    """A real HTTP server in a thread: records each POST, answers `status` after `delay` seconds."""
-
-    def __init__(self) -> None:
-        self.requests: list[Request] = []
-        self.status = 200
-        self.delay = 0.0
-        self.released = threading.Event()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                endpoint.requests.append(Request(self.path, self.headers, body))
-                endpoint.released.wait(endpoint.delay)
-                self.send_response(endpoint.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that timed out and left: expected here
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
-@pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    server = Endpoint()
-    yield server
-    server.close()
 
 
 def webhook_channel(endpoint: Endpoint, **overrides: Any) -> WebhookChannel:

@@ -9,8 +9,9 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.messages import encode_defunct
 from eth_utils.crypto import keccak
-from liandong.chain.quotes import NATIVE_COIN, Quote
+from liandong.chain.quotes import NATIVE_COIN
 from liandong.simulate import LocalShop as Shop
+from liandong.simulate import quote_from_api
 from liandong.store.models import OrderStatus
 from liandong.vault.crypto import delivery_commitment
 from liandong.vault.transport import open_sealed, order_aad
@@ -45,17 +46,7 @@ def test_quote_pay_and_read_the_key_with_a_wallet_signature_matching_the_chain(s
     api = _api(shop)
     issued = api.post("/api/quotes", json={"product_id": product, "quantity": 2, "token": NATIVE_COIN}).json()
     order_key = issued["order"]
-    terms = issued["quote"]
-    quote = Quote(
-        order_id=bytes.fromhex(terms["orderId"][2:]),
-        product_id=terms["productId"],
-        quantity=terms["quantity"],
-        token=terms["token"],
-        amount=int(terms["amount"]),
-        buyer=terms["buyer"],
-        expiry=terms["expiry"],
-        delivery_deadline=terms["deliveryDeadline"],
-    )
+    quote = quote_from_api(issued["quote"])
     page = connect(f"ws://127.0.0.1:{shop.api_port}/api/orders/{order_key}/events", open_timeout=5)
     buyer.pay(quote, bytes.fromhex(issued["signature"][2:]))
     paid = json.loads(page.recv(timeout=20))
