@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Request, WebSocket
+from fastapi import Depends, Header, HTTPException, Path, Request, WebSocket
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -27,10 +27,11 @@ from liandong.services.merchant_auth import (
     authenticate_api_token,
     merchant_for_session,
 )
-from liandong.store.models import DeliveryAttempt
+from liandong.store.models import MAX_ROW_ID, DeliveryAttempt
 from liandong.vault.service import Vault
 
 SESSION_COOKIE = "liandong_session"
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 @dataclass

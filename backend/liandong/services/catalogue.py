@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from liandong.services.orders import MAX_UINT256
 from liandong.services.stats import StockLevel, stock_levels
 from liandong.store.models import Product, ProductPrice
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-MAX_AMOUNT = 2**256 - 1
 
 
 class CatalogueError(Exception):
@@ -41,7 +41,7 @@ class PriceIn(BaseModel):
     @field_validator("amount")
     @classmethod
     def _amount(cls, amount: str) -> str:
-        if not amount.isascii() or not amount.isdigit() or not 0 < int(amount) <= MAX_AMOUNT:
+        if not amount.isascii() or not amount.isdigit() or not 0 < int(amount) <= MAX_UINT256:
             raise ValueError("must be a positive whole number of base units, as a decimal string")
         return str(int(amount))
 

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, func, select
 
 from liandong.chain.settlement import Settlement, settlement_of
 from liandong.delivery.channels import DeliveryNotice, delivery_notice, product_names
-from liandong.store.models import ChainTx, DeliveryAttempt, OrderStatus, Payment, ShopOrder
+from liandong.store.models import MAX_ROW_ID, ChainTx, DeliveryAttempt, OrderStatus, Payment, ShopOrder
 
 REFUNDABLE = (OrderStatus.PAID, OrderStatus.CONFIRMED)
 """The escrow refunds only orders without a recorded delivery; a delivered order is settled."""
@@ -22,12 +22,12 @@ class OrderAdminError(Exception):
 
 class OrderFilter(BaseModel):
     status: OrderStatus | None = None
-    product_id: int | None = None
+    product_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     buyer: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
     since: datetime | None = None
     until: datetime | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_ROW_ID)
 
 
 class OrderSummary(BaseModel):

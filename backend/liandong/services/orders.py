@@ -15,6 +15,7 @@ from liandong.core.security import token_hash
 from liandong.store.models import CardKey, Delivery, OrderStatus, Product, ProductPrice, ShopOrder
 from liandong.vault.service import Vault
 
+MAX_UINT256 = 2**256 - 1
 QUOTE_TTL_SECONDS = 15 * 60
 DELIVERY_WINDOW_SECONDS = 60 * 60
 
@@ -81,6 +82,8 @@ def create_quote(
     ).first()
     if price is None:
         raise OrderError(f"product {product_id} has no price in token {token}")
+    if int(price.amount) * quantity > MAX_UINT256:
+        raise OrderError("the order's amount exceeds what the escrow can hold (2**256 - 1)")
     issued_at = int(time.time()) if now is None else now
     quote = Quote(
         order_id=os.urandom(32),

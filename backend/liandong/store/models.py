@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+MAX_ROW_ID = 2**63 - 1
+"""Row ids are signed 64-bit in SQLite and PostgreSQL: larger input is refused before a query."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

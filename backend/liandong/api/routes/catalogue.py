@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from liandong.api.deps import MerchantIdentity, Shop, merchant
+from liandong.api.deps import MerchantIdentity, RowId, Shop, merchant
 from liandong.services import catalogue
 from liandong.services.imports import ImportJob, JobState
 
@@ -40,7 +40,7 @@ def create_product(
 
 
 @router.get("/products/{product_id}", responses={404: {}})
-def get_product(product_id: int, context: Shop, _: ProductsRead) -> catalogue.MerchantProduct:
+def get_product(product_id: RowId, context: Shop, _: ProductsRead) -> catalogue.MerchantProduct:
     with context.session() as session:
         try:
             return catalogue.merchant_product(session, product_id)
@@ -50,7 +50,7 @@ def get_product(product_id: int, context: Shop, _: ProductsRead) -> catalogue.Me
 
 @router.patch("/products/{product_id}", responses={404: {}, 409: {}})
 def edit_product(
-    product_id: int, patch: catalogue.ProductPatch, context: Shop, _: ProductsWrite
+    product_id: RowId, patch: catalogue.ProductPatch, context: Shop, _: ProductsWrite
 ) -> catalogue.MerchantProduct:
     """Edits, lists (`active: true`) or unlists a product; `prices` replaces all its prices."""
     with context.session() as session:
@@ -81,7 +81,7 @@ def edit_product(
     },
 )
 async def import_keys(
-    product_id: int,
+    product_id: RowId,
     request: Request,
     response: Response,
     context: Shop,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from fastapi.security import APIKeyCookie
 from pydantic import BaseModel, Field
 
-from liandong.api.deps import SESSION_COOKIE, MerchantIdentity, Shop, key_rate, merchant
+from liandong.api.deps import SESSION_COOKIE, MerchantIdentity, RowId, Shop, key_rate, merchant
 from liandong.services import merchant_auth, messages
 from liandong.services.merchant_auth import SCOPES, AccountError, AuthError, UnknownTokenError
 from liandong.store.models import ApiToken
@@ -159,7 +159,7 @@ def create_token(request: TokenRequest, identity: Account, context: Shop) -> New
 
 
 @router.delete("/tokens/{token_id}", responses={404: {}})
-def revoke_token(token_id: int, identity: Account, context: Shop) -> TokenView:
+def revoke_token(token_id: RowId, identity: Account, context: Shop) -> TokenView:
     with context.session() as session:
         try:
             return _token_view(merchant_auth.revoke_api_token(session, identity.id, token_id))

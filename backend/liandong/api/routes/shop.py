@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from liandong.api.deps import BuyerProof, Shop, buyer_proof, buyer_wallet, key_rate, quote_rate, ws_shop
 from liandong.services import buyer_auth, buyer_keys, catalogue
 from liandong.services.orders import OrderError, SoldOutError, create_quote
-from liandong.store.models import ShopOrder
+from liandong.store.models import MAX_ROW_ID, ShopOrder
 
 router = APIRouter(prefix="/api", tags=["buyers"])
 
@@ -30,7 +30,7 @@ class ShopInfo(BaseModel):
 
 
 class QuoteRequest(BaseModel):
-    product_id: int = Field(ge=1)
+    product_id: int = Field(ge=1, le=MAX_ROW_ID)
     quantity: int = Field(default=1, ge=1, le=100)
     token: Address
     buyer: Address | None = Field(default=None, description="Only this wallet may pay, when given.")
