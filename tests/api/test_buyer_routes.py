@@ -4,6 +4,7 @@ sealed to the browser's key."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 
@@ -12,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
+from liandong.api.app import create_app
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.core.ratelimit import RateLimit
 from liandong.simulate import dev_account
@@ -186,3 +189,18 @@ def test_a_signed_challenge_is_accepted_once_and_only_from_its_wallet(api: Api) 
     replay = api.client.post("/api/buyer/session", json=attempt)
     assert replay.status_code == 401
     assert api.client.get("/api/buyer/orders").status_code == 401
+
+
+def test_cors_is_closed_unless_origins_are_named(api: Api) -> None:
+    preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    response = api.client.options("/api/quotes", headers=preflight)
+    assert "access-control-allow-origin" not in response.headers
+    simple = api.client.get("/api/products", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in simple.headers
+
+    settings = api.context.settings.model_copy(update={"cors_origins": ["https://shop.example"]})
+    with TestClient(create_app(dataclasses.replace(api.context, settings=settings))) as opened:
+        allowed = opened.get("/api/products", headers={"Origin": "https://shop.example"})
+        assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
+        other = opened.get("/api/products", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
