@@ -3,12 +3,6 @@ the test's own, dropped afterwards)."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-
-import psycopg
-import pytest
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import CardKey, Product
 from liandong.vault.crypto import Keyring, MasterKey
@@ -16,20 +10,6 @@ from liandong.vault.importer import import_keys
 from liandong.vault.service import Vault
 from sqlalchemy import inspect
 from sqlmodel import Session, SQLModel, select
-
-SERVER = os.environ.get("LIANDONG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    name = f"liandong_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(SERVER, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    finally:
-        with psycopg.connect(SERVER, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_migrations_build_every_table_and_rerun_as_a_no_op(postgres_url: str) -> None:

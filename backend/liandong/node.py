@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvicorn
+from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from liandong.api.app import create_app
 from liandong.api.deps import ShopContext
 from liandong.chain.deployment import DeploymentRecord
-from liandong.chain.indexer import ConfirmationPolicy, Indexer, IndexerStore
+from liandong.chain.indexer import ConfirmationPolicy, ConfirmedOrder, Indexer, IndexerStore
 from liandong.chain.quotes import EscrowDomain
-from liandong.chain.settlement import SettlementSender
+from liandong.chain.settlement import Settlement, SettlementSender
+from liandong.cluster import CONFIRMED, DELIVERED, Cluster, ClusterHub
 from liandong.core.config import Settings
 from liandong.delivery.channels import OrderEventHub
 from liandong.delivery.engine import DeliveryEngine
@@ -26,6 +29,10 @@ from liandong.vault.crypto import load_keyring
 from liandong.vault.service import Vault
 
 log = logging.getLogger(__name__)
+
+RESCAN_SECONDS = 2.0
+"""How often the leader looks for settlements no one handed it (other nodes' deliveries, refunds
+asked for from the CLI); a NOTIFY usually brings them sooner."""
 
 REORG_WINDOW = 64
 """Blocks kept for reorg detection; deeper reorganisations are treated as final history."""
@@ -39,7 +46,8 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
     migrate(database_url)
     engine = make_engine(database_url)
     vault = Vault(load_keyring(settings), lambda: load_keyring(settings))
-    hub = OrderEventHub()
+    shared = make_url(database_url).get_backend_name() == "postgresql"
+    hub = ClusterHub(database_url) if shared else OrderEventHub()
     templates = TemplateBook()
     channels = ChannelRouter(settings, hub, templates)
     with Session(engine) as session:
@@ -55,9 +63,35 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
         batch_size=settings.settlement_batch_size,
         stuck_seconds=settings.stuck_transaction_seconds,
     )
+    cluster = Cluster(hub, lambda work: on_work(work)) if isinstance(hub, ClusterHub) else None
+
+    def settle(settlements: Sequence[Settlement]) -> None:
+        """The leader's sender takes them; another node tells the leader to look them up."""
+        if cluster is None or cluster.leading:
+            sender.submit(settlements)
+        elif settlements:
+            cluster.announce(DELIVERED)
+
     delivery = DeliveryEngine(
-        engine, vault, ordered_channels, sender.submit, hub=hub, public_url=settings.resolved_public_url
+        engine,
+        vault,
+        ordered_channels,
+        settle,
+        hub=hub,
+        public_url=settings.resolved_public_url,
+        shared=shared,
     )
+
+    def on_work(work: str) -> None:
+        if work == CONFIRMED:
+            delivery.wake()
+        elif cluster is not None and cluster.leading:
+            delivery.resubmit_unsettled()
+
+    def on_confirmed(confirmed: list[ConfirmedOrder]) -> None:
+        delivery.enqueue(confirmed)
+        if cluster is not None:
+            cluster.announce(CONFIRMED)
 
     def channels_changed() -> None:
         with Session(engine) as session:
@@ -75,16 +109,24 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
         settings.resolved_ws_url,
         record.escrow,
         record.block_number,
-        delivery.enqueue,
+        on_confirmed,
     )
-    sender.recover()
-    delivery.recover()
+
+    async def lead() -> None:
+        """What only one node runs: the chain's reader and the operator key's transactions."""
+        sender.recover()
+        delivery.recover()
+        async with asyncio.TaskGroup() as leader_tasks:
+            leader_tasks.create_task(indexer.run())
+            leader_tasks.create_task(sender.run())
+            leader_tasks.create_task(_every(RESCAN_SECONDS, delivery.resubmit_unsettled))
 
     def health() -> dict[str, Any]:
         with Session(engine) as session:
             checkpoint = session.get(ChainCheckpoint, record.chain_id)
         return {
             "status": "ok",
+            "leader": cluster is None or cluster.leading,
             "head_source": indexer.mode,
             "checkpoint": checkpoint.block_number if checkpoint else None,
             "queue": delivery.queue.qsize(),
@@ -112,7 +154,16 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
         )
     )
     async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(indexer.run())
         tasks.create_task(delivery.run())
-        tasks.create_task(sender.run())
         tasks.create_task(server.serve())
+        if cluster is None:
+            tasks.create_task(lead())
+        else:
+            tasks.create_task(cluster.listen())
+            tasks.create_task(cluster.lead(lead))
+
+
+async def _every(seconds: float, action: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        action()

@@ -5,6 +5,7 @@ Used by the tests, the benchmarks and `liandong simulate`; nothing here is meant
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -103,63 +104,34 @@ PRICE = 10**15
 
 
 @dataclass
-class LocalShop:
-    """A shop on a dev chain driven from outside: its node runs as a child process, its store is
-    opened directly. The tests, the benchmarks and `liandong simulate` use it."""
+class NodeProcess:
+    """One `liandong node` child process with its own API port and log."""
 
-    anvil: Anvil
-    record: DeploymentRecord
-    data_dir: Path
-    confirmations: int = 0
-    stuck_seconds: float = 30.0
-    extra_env: dict[str, str] = field(default_factory=dict)
-    """More LIANDONG_* settings for the node (channels, …)."""
+    env: dict[str, str]
+    deployment: Path
+    log_path: Path
     api_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
-    engine: Engine = field(init=False)
-
-    def __post_init__(self) -> None:
-        url = self.settings().resolved_database_url
-        migrate(url)
-        self.engine = make_engine(url)
-        self.w3 = Web3(Web3.HTTPProvider(self.anvil.http_url))
-        self.vault = Vault(load_keyring(self.settings()))
-        self.domain = EscrowDomain(self.record.chain_id, self.record.escrow)
-
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "LIANDONG_DATA_DIR": str(self.data_dir),
-            "LIANDONG_RPC_URL": self.anvil.http_url,
-            "LIANDONG_OPERATOR_KEY": "0x" + bytes(OPERATOR.key).hex(),
-            "LIANDONG_API_PORT": str(self.api_port),
-            "LIANDONG_CONFIRMATIONS": str(self.confirmations),
-            "LIANDONG_SETTLEMENT_BATCH_INTERVAL": "0.1",
-            "LIANDONG_STUCK_TRANSACTION_SECONDS": str(self.stuck_seconds),
-            **self.extra_env,
-        }
-
-    def settings(self) -> Settings:
-        return Settings(data_dir=self.data_dir)
 
     def start(self) -> None:
-        log = (self.data_dir / "node.log").open("ab")
-        self.process = subprocess.Popen(
-            ["liandong", "node", "--deployment", str(self.data_dir / "deployment.json")],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.wait_for(self.healthy, 30, "the node to answer /healthz")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["liandong", "node", "--deployment", str(self.deployment)],
+                env={**self.env, "LIANDONG_API_PORT": str(self.api_port)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
-    def healthy(self) -> bool:
+    def health(self) -> dict[str, Any] | None:
+        """The node's /healthz, or None while it does not answer (raises once it has exited)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/healthz", timeout=1):
-                return True
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/healthz", timeout=1) as answer:
+                found: dict[str, Any] = json.load(answer)
+                return found
         except (urllib.error.URLError, ConnectionError, TimeoutError) as unreachable:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"the node exited:\n{self.log()}") from unreachable
-            return False
+            return None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as when the machine dies."""
@@ -169,7 +141,79 @@ class LocalShop:
         self.process = None
 
     def log(self) -> str:
-        return (self.data_dir / "node.log").read_text(errors="replace")[-5000:]
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+
+@dataclass
+class LocalShop:
+    """A shop on a dev chain driven from outside: its nodes run as child processes, its store is
+    opened directly. The tests, the benchmarks and `liandong simulate` use it."""
+
+    anvil: Anvil
+    record: DeploymentRecord
+    data_dir: Path
+    confirmations: int = 0
+    stuck_seconds: float = 30.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More LIANDONG_* settings for the node (channels, …)."""
+    database_url: str | None = None
+    """PostgreSQL for several nodes; unset: SQLite in `data_dir`."""
+    api_port: int = field(default_factory=free_port)
+    engine: Engine = field(init=False)
+    nodes: list[NodeProcess] = field(init=False)
+
+    def __post_init__(self) -> None:
+        url = self.settings().resolved_database_url
+        migrate(url)
+        self.engine = make_engine(url)
+        self.w3 = Web3(Web3.HTTPProvider(self.anvil.http_url))
+        self.vault = Vault(load_keyring(self.settings()))
+        self.domain = EscrowDomain(self.record.chain_id, self.record.escrow)
+        self.nodes = [self._node_process(self.data_dir / "node.log", self.api_port)]
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "LIANDONG_DATA_DIR": str(self.data_dir),
+            "LIANDONG_RPC_URL": self.anvil.http_url,
+            "LIANDONG_OPERATOR_KEY": "0x" + bytes(OPERATOR.key).hex(),
+            "LIANDONG_CONFIRMATIONS": str(self.confirmations),
+            "LIANDONG_SETTLEMENT_BATCH_INTERVAL": "0.1",
+            "LIANDONG_STUCK_TRANSACTION_SECONDS": str(self.stuck_seconds),
+            **({"LIANDONG_DATABASE_URL": self.database_url} if self.database_url else {}),
+            **self.extra_env,
+        }
+
+    def settings(self) -> Settings:
+        return Settings(data_dir=self.data_dir, database_url=self.database_url)
+
+    def _node_process(self, log_path: Path, api_port: int) -> NodeProcess:
+        return NodeProcess(self.env(), self.data_dir / "deployment.json", log_path, api_port)
+
+    def add_node(self) -> NodeProcess:
+        """One more node of this shop (sharing its PostgreSQL database), not yet started."""
+        node = self._node_process(self.data_dir / f"node{len(self.nodes)}.log", free_port())
+        self.nodes.append(node)
+        return node
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.nodes[0].process
+
+    def start(self, node: NodeProcess | None = None) -> None:
+        started = node or self.nodes[0]
+        started.start()
+        self.wait_for(lambda: started.health() is not None, 30, "the node to answer /healthz")
+
+    def healthy(self) -> bool:
+        return self.nodes[0].health() is not None
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+    def log(self) -> str:
+        return "\n".join(f"--- {node.log_path.name} ---\n{node.log()}" for node in self.nodes)
 
     def add_product(self, sku: str, keys: list[str]) -> int:
         with Session(self.engine) as session:

@@ -3,15 +3,12 @@ database of this module's own, emptied before each test and dropped afterwards).
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from liandong.services.stats import (
     AbnormalReason,
@@ -39,7 +36,8 @@ from liandong.store.models import (
 from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel
 
-SERVER = os.environ.get("LIANDONG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.conftest import postgres_database
+
 NATIVE = "0x0000000000000000000000000000000000000000"
 USDC = "0x" + "a" * 40
 T0 = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
@@ -54,17 +52,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    name = f"liandong_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(SERVER, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+def stats_postgres_url() -> Iterator[str]:
+    """One migrated database for the module, emptied before each test (migrating is slow)."""
+    with postgres_database() as url:
         migrate(url)
         yield url
-    finally:
-        with psycopg.connect(SERVER, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def _empty_postgres(engine: Engine) -> None:
@@ -80,7 +72,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         engine = make_engine(f"sqlite:///{path}")
     else:
-        engine = make_engine(request.getfixturevalue("postgres_url"))
+        engine = make_engine(request.getfixturevalue("stats_postgres_url"))
         _empty_postgres(engine)
     yield engine
     engine.dispose()

@@ -105,11 +105,16 @@ class OrderEventHub:
 
     def publish(self, chain_order_id: str, event: dict[str, Any]) -> None:
         """An order's status change: to the order's pages and to the merchant feed."""
-        self._put(chain_order_id.lower(), {"type": "order", **event})
-        self._put(MERCHANT_FEED, {"type": "order", **event})
+        self.deliver(chain_order_id.lower(), {"type": "order", **event})
 
     def publish_feed(self, event: dict[str, Any]) -> None:
         """A change only the merchant sees (stock levels)."""
+        self.deliver(None, event)
+
+    def deliver(self, order_topic: str | None, event: dict[str, Any]) -> None:
+        """Hands an event to this node's subscribers; a cluster's hub relays it to every node's."""
+        if order_topic is not None:
+            self._put(order_topic, event)
         self._put(MERCHANT_FEED, event)
 
     def _put(self, topic: str, event: dict[str, Any]) -> None:

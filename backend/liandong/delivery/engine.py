@@ -11,13 +11,16 @@ follow after the commit; both are retried from the database after a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import secrets
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, bindparam, insert, update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from liandong.chain.indexer import ConfirmedOrder
 from liandong.chain.settlement import Settlement, order_terms, settlement_of
@@ -35,6 +38,7 @@ from liandong.vault.crypto import delivery_commitment, new_salt
 from liandong.vault.service import Vault
 
 log = logging.getLogger(__name__)
+_JITTER = secrets.SystemRandom()
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class DeliveryEngine:
         pool: KeyPool | None = None,
         batch_size: int = 256,
         workers: int = 4,
+        shared: bool = False,
+        poll_interval: float = 1.0,
     ) -> None:
         self.engine = engine
         self.vault = vault
@@ -76,6 +82,11 @@ class DeliveryEngine:
         self.pool = pool or KeyPool()
         self.batch_size = batch_size
         self.workers = workers
+        self.shared = shared
+        """Several nodes share the database (PostgreSQL): orders and keys are claimed with
+        `FOR UPDATE SKIP LOCKED`, and the local queue only wakes the workers."""
+        self.poll_interval = poll_interval
+        """In shared mode, how often an idle worker looks for orders no wake-up announced."""
         self.queue: asyncio.PriorityQueue[tuple[int, int, int]] = asyncio.PriorityQueue()
         self._sequence = itertools.count()
         self._lock = asyncio.Lock()
@@ -89,6 +100,12 @@ class DeliveryEngine:
         with Session(self.engine) as session:
             confirmed = session.exec(select(ShopOrder).where(ShopOrder.status == OrderStatus.CONFIRMED)).all()
             self.enqueue([ConfirmedOrder(o.id, o.priority) for o in confirmed if o.id is not None])
+        self.resubmit_unsettled()
+
+    def resubmit_unsettled(self) -> None:
+        """Hands every order the chain has not been told about yet to `settle`: deliveries of other
+        nodes or of a previous run, refunds the merchant asked for. `settle` skips those in flight."""
+        with Session(self.engine) as session:
             unsettled = session.exec(
                 select(ShopOrder).where(
                     (col(ShopOrder.status) == OrderStatus.REFUNDING)
@@ -105,19 +122,35 @@ class DeliveryEngine:
             for _ in range(self.workers):
                 tasks.create_task(self._work())
 
+    def wake(self) -> None:
+        """Another node announced confirmed orders (shared mode): a worker goes to claim them."""
+        self.queue.put_nowait((0, next(self._sequence), 0))
+
+    async def _next_batch(self) -> list[int]:
+        if self.shared:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.queue.get(), self.poll_interval)
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            return []  # the claim in the database picks the orders
+        batch = [(await self.queue.get())[2]]
+        while len(batch) < self.batch_size and not self.queue.empty():
+            batch.append(self.queue.get_nowait()[2])
+        return batch
+
     async def _work(self) -> None:
         while True:
-            batch = [(await self.queue.get())[2]]
-            while len(batch) < self.batch_size and not self.queue.empty():
-                batch.append(self.queue.get_nowait()[2])
+            batch = await self._next_batch()
             try:
                 async with self._lock:  # one writer at a time: SQLite has one anyway
                     outcome = self.deliver(batch)
             except Exception:
                 log.exception("delivery batch failed; requeueing %s orders", len(batch))
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(_JITTER.uniform(0.1, 0.6))  # nodes that collided retry apart
                 self.enqueue(self._still_confirmed(batch))
                 continue
+            if self.shared and outcome.notices:
+                self.wake()  # a full batch may have left more behind
             self.settle(outcome.settlements)
             self._announce(outcome)
             await self.notify(outcome.notices)
@@ -144,18 +177,62 @@ class DeliveryEngine:
         finally:
             self.pool.end_batch()
 
+    def _claim_orders(self, session: Session, order_ids: Sequence[int]) -> Sequence[ShopOrder]:
+        """The batch's orders: those named (one node), or, when nodes share the database, the best
+        confirmed orders no other node's transaction holds."""
+        query = select(ShopOrder).where(ShopOrder.status == OrderStatus.CONFIRMED)
+        query = query.order_by(col(ShopOrder.priority).desc(), col(ShopOrder.id))
+        if not self.shared:
+            return session.exec(query.where(col(ShopOrder.id).in_(order_ids))).all()
+        return session.exec(query.limit(self.batch_size).with_for_update(skip_locked=True)).all()
+
+    def _claim_keys(self, session: Session, orders: Sequence[ShopOrder]) -> dict[int, deque[int]]:
+        """Shared mode: locks, per product, as many free keys as the batch's orders need, skipping
+        keys another node's batch holds. (SKIP LOCKED skips only other transactions' locks, so the
+        batch asks once per product, never once per order.)"""
+        needed: Counter[int] = Counter()
+        for order in orders:
+            needed[order.product_id] += order.quantity
+        claimed: dict[int, deque[int]] = {}
+        for product_id, count in needed.items():
+            ids = session.exec(
+                select(CardKey.id)
+                .where(CardKey.product_id == product_id, col(CardKey.order_id).is_(None))
+                .order_by(col(CardKey.id))
+                .limit(count)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if len(ids) < count and self._free_keys(session, product_id) >= count:
+                # Enough keys, but another node's batch holds some: not out of stock, try again.
+                raise KeyClaimConflictError(f"keys of product {product_id} are held by another node")
+            claimed[product_id] = deque(key_id for key_id in ids if key_id is not None)
+        return claimed
+
+    @staticmethod
+    def _free_keys(session: Session, product_id: int) -> int:
+        return session.exec(
+            select(func.count()).where(CardKey.product_id == product_id, col(CardKey.order_id).is_(None))
+        ).one()
+
+    def _reserve_keys(
+        self, session: Session, order: ShopOrder, claimed: dict[int, deque[int]]
+    ) -> list[int] | None:
+        if not self.shared:
+            return self.pool.reserve(session, order.product_id, order.quantity)
+        keys = claimed[order.product_id]
+        if len(keys) < order.quantity:
+            return None
+        return [keys.popleft() for _ in range(order.quantity)]
+
     def _deliver(self, order_ids: Sequence[int]) -> BatchOutcome:
         with Session(self.engine) as session:
-            orders = session.exec(
-                select(ShopOrder)
-                .where(col(ShopOrder.id).in_(order_ids), ShopOrder.status == OrderStatus.CONFIRMED)
-                .order_by(col(ShopOrder.priority).desc(), col(ShopOrder.id))
-            ).all()
+            orders = self._claim_orders(session, order_ids)
+            claimed = self._claim_keys(session, orders) if self.shared else {}
             lines: dict[int, list[int]] = {}
             out_of_stock: list[ShopOrder] = []
             for order in orders:
                 assert order.id is not None
-                key_ids = self.pool.reserve(session, order.product_id, order.quantity)
+                key_ids = self._reserve_keys(session, order, claimed)
                 if key_ids is None:
                     out_of_stock.append(order)
                 else:

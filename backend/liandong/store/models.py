@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 MAX_ROW_ID = 2**63 - 1
@@ -102,6 +102,10 @@ class CardKey(SQLModel, table=True):
 
 class ShopOrder(SQLModel, table=True):
     """An order from its quote to its settlement, with the timestamps the efficiency board uses."""
+
+    # The leader's re-scan for unsettled orders (delivered, committed_at IS NULL) runs every
+    # couple of seconds: an index on both keeps it from reading every delivered order.
+    __table_args__ = (Index("ix_shoporder_settlement", "status", "committed_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     chain_order_id: str = Field(unique=True, index=True, max_length=66)
