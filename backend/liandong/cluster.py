@@ -91,15 +91,21 @@ class Cluster:
                 async with await psycopg.AsyncConnection.connect(self.hub.conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     await conn.execute(f"LISTEN {WORK_CHANNEL}")
-                    self.on_work(CONFIRMED)  # whatever was announced while we were not listening
+                    self._dispatch(WORK_CHANNEL, CONFIRMED)  # what was announced while away
                     async for note in conn.notifies():
-                        if note.channel == EVENTS_CHANNEL:
-                            self.hub.received(note.payload)
-                        else:
-                            self.on_work(note.payload)
+                        self._dispatch(note.channel, note.payload)
             except (psycopg.Error, OSError) as error:
                 log.warning("cluster listener lost its connection (%s); reconnecting", error)
                 await asyncio.sleep(self.retry)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        try:
+            if channel == EVENTS_CHANNEL:
+                self.hub.received(payload)
+            else:
+                self.on_work(payload)
+        except Exception:  # a failing handler (the database away for a moment) never stops the listener
+            log.exception("handling a %s notification failed", channel)
 
     async def lead(self, run_leader: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Runs `run_leader` whenever this node holds the leader lock; cancels it when the lock's
@@ -113,6 +119,8 @@ class Cluster:
                     await self._lead_while_locked(conn, run_leader)
             except (psycopg.Error, OSError) as error:
                 log.warning("leadership connection failed (%s); bidding again", error)
+            except Exception:  # the leader's work failed: let go of the lock, another node may lead
+                log.exception("the leader's work failed; bidding again")
             self.leading = False
             await asyncio.sleep(self.retry)
 

@@ -119,7 +119,7 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
         async with asyncio.TaskGroup() as leader_tasks:
             leader_tasks.create_task(indexer.run())
             leader_tasks.create_task(sender.run())
-            leader_tasks.create_task(_every(RESCAN_SECONDS, delivery.resubmit_unsettled))
+            leader_tasks.create_task(_every(RESCAN_SECONDS, delivery.rescan))
 
     def health() -> dict[str, Any]:
         with Session(engine) as session:
@@ -166,4 +166,7 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
 async def _every(seconds: float, action: Callable[[], None]) -> None:
     while True:
         await asyncio.sleep(seconds)
-        action()
+        try:
+            action()
+        except Exception:  # the database may be away for a moment: try again next time
+            log.exception("periodic %s failed", getattr(action, "__name__", action))

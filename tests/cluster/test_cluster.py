@@ -10,12 +10,15 @@ import time
 from collections import Counter
 from typing import Any
 
+import psycopg
 from liandong.chain.escrow import SETTLEMENT_TOPICS
 from liandong.simulate import LocalShop, NodeProcess
 from liandong.store.models import CardKey, ChainCheckpoint, Delivery, OrderStatus, Payment, ShopOrder
 from sqlmodel import Session, col, func, select
 from web3 import Web3
 from websockets.sync.client import connect
+
+from tests.conftest import POSTGRES_SERVER
 
 ORDER_PAID, ORDER_DELIVERED, ORDER_REFUNDED = ("0x" + topic.hex() for topic in SETTLEMENT_TOPICS)
 
@@ -142,3 +145,41 @@ def test_killing_the_leader_and_workers_at_random_loses_nothing(cluster_shop: Lo
         assert session.exec(select(func.count(func.distinct(Delivery.card_key_id)))).one() == stock
         checkpoint = session.exec(select(ChainCheckpoint)).one()
         assert checkpoint.block_number >= shop.w3.eth.block_number - 5
+
+
+def drop_connections(shop: LocalShop) -> int:
+    """Ends every session of the nodes on the shop's database, as a restart of the server would."""
+    assert shop.database_url is not None
+    name = shop.database_url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchall()
+    return len(rows)
+
+
+def test_dropped_database_connections_and_a_restarted_chain_node_heal_without_help(
+    cluster_shop: LocalShop,
+) -> None:
+    shop = cluster_shop
+    orders = 200
+    product = shop.add_product("heal", [f"H-{n:04}" for n in range(orders)])
+    start_cluster(shop, 2)
+    one_leader(shop, 15)
+    quotes = [shop.quote(product) for _ in range(orders)]
+    done = threading.Event()
+    payer = threading.Thread(target=pay_steadily, args=(shop, quotes, 40.0, done), daemon=True)
+    payer.start()
+    time.sleep(1.5)
+    shop.engine.dispose()  # the test's own pool goes too, and reconnects like the nodes must
+    assert drop_connections(shop) >= 4
+    time.sleep(1.5)
+    assert drop_connections(shop) >= 2
+    payer.join(timeout=60)
+    assert done.is_set()
+
+    shop.wait_for(lambda: settled(shop) == (orders, 0), 120, "every order delivered after the drops")
+    one_leader(shop, 15)
+    assert set(chain_orders(shop, ORDER_DELIVERED).values()) == {1}

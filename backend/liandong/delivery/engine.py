@@ -18,6 +18,7 @@ import secrets
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, bindparam, insert, update
 from sqlmodel import Session, col, func, select
@@ -39,6 +40,8 @@ from liandong.vault.service import Vault
 
 log = logging.getLogger(__name__)
 _JITTER = secrets.SystemRandom()
+STALE_CONFIRMED = timedelta(seconds=10)
+"""A confirmed order still waiting after this long is queued again by the rescan."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,23 @@ class DeliveryEngine:
 
     def recover(self) -> None:
         """Queues what a previous run left: confirmed orders, and settlements not yet on-chain."""
-        with Session(self.engine) as session:
-            confirmed = session.exec(select(ShopOrder).where(ShopOrder.status == OrderStatus.CONFIRMED)).all()
-            self.enqueue([ConfirmedOrder(o.id, o.priority) for o in confirmed if o.id is not None])
+        self._requeue_confirmed(utcnow())
         self.resubmit_unsettled()
+
+    def rescan(self) -> None:
+        """Picks up what no wake-up announced: orders confirmed a while ago and still waiting
+        (their batch failed while the database was away), settlements not on-chain yet."""
+        self._requeue_confirmed(utcnow() - STALE_CONFIRMED)
+        self.resubmit_unsettled()
+
+    def _requeue_confirmed(self, confirmed_before: datetime) -> None:
+        with Session(self.engine) as session:
+            waiting = session.exec(
+                select(ShopOrder.id, ShopOrder.priority).where(
+                    ShopOrder.status == OrderStatus.CONFIRMED, col(ShopOrder.confirmed_at) <= confirmed_before
+                )
+            ).all()
+        self.enqueue([ConfirmedOrder(order_id, priority) for order_id, priority in waiting if order_id])
 
     def resubmit_unsettled(self) -> None:
         """Hands every order the chain has not been told about yet to `settle`: deliveries of other
@@ -145,25 +161,23 @@ class DeliveryEngine:
                 async with self._lock:  # one writer at a time: SQLite has one anyway
                     outcome = self.deliver(batch)
             except Exception:
-                log.exception("delivery batch failed; requeueing %s orders", len(batch))
+                # Nothing of the batch happened; its orders stay confirmed in the database, where
+                # the retry (or, if the database is gone for now, the periodic rescan) finds them.
+                log.exception("delivery batch failed; retrying %s orders", len(batch))
                 await asyncio.sleep(_JITTER.uniform(0.1, 0.6))  # nodes that collided retry apart
-                self.enqueue(self._still_confirmed(batch))
+                self.enqueue([ConfirmedOrder(order_id, 0) for order_id in batch])
                 continue
             if self.shared and outcome.notices:
                 self.wake()  # a full batch may have left more behind
-            self.settle(outcome.settlements)
-            self._announce(outcome)
-            await self.notify(outcome.notices)
-            self._refill_pools()
-
-    def _still_confirmed(self, order_ids: Sequence[int]) -> list[ConfirmedOrder]:
-        with Session(self.engine) as session:
-            orders = session.exec(
-                select(ShopOrder).where(
-                    col(ShopOrder.id).in_(order_ids), ShopOrder.status == OrderStatus.CONFIRMED
-                )
-            ).all()
-            return [ConfirmedOrder(o.id, o.priority) for o in orders if o.id is not None]
+            try:
+                self.settle(outcome.settlements)
+                self._announce(outcome)
+                await self.notify(outcome.notices)
+                self._refill_pools()
+            except Exception:
+                # The batch is delivered (committed). What follows is recovered without it: the
+                # leader's rescan re-sends settlements; a lost attempt record leaves a gap in the log.
+                log.exception("after a delivered batch")
 
     def deliver(self, order_ids: Sequence[int]) -> BatchOutcome:
         """Hands out the keys of the still-confirmed orders among `order_ids`, in one transaction.
