@@ -183,3 +183,49 @@ def test_dropped_database_connections_and_a_restarted_chain_node_heal_without_he
     shop.wait_for(lambda: settled(shop) == (orders, 0), 120, "every order delivered after the drops")
     one_leader(shop, 15)
     assert set(chain_orders(shop, ORDER_DELIVERED).values()) == {1}
+
+
+def rpc(shop: LocalShop, method: str, *params: Any) -> Any:
+    return shop.w3.provider.make_request(method, list(params))["result"]  # type: ignore[arg-type]
+
+
+def pay_all(shop: LocalShop, quotes: list[Any]) -> None:
+    buyers = [shop.buyer(index) for index in range(4, 10)]  # fresh nonces: a revert resets them
+    for n, issued in enumerate(quotes):
+        buyers[n % len(buyers)].pay(issued.quote, issued.signature)
+
+
+def test_reorgs_of_depth_one_to_five_under_load_deliver_exactly_the_canonical_payments(
+    cluster_shop: LocalShop,
+) -> None:
+    shop = cluster_shop
+    shop.extra_env["LIANDONG_CONFIRMATIONS"] = "6"  # deeper than any reorg here
+    shop.nodes[0].env = shop.env()
+    product = shop.add_product("reorg", [f"R-{n:04}" for n in range(400)])
+    start_cluster(shop, 2)
+    one_leader(shop, 15)
+    orphaned: list[str] = []
+    rpc(shop, "evm_setAutomine", False)  # the test decides what each block holds
+    for depth in range(1, 6):
+        snapshot = rpc(shop, "evm_snapshot")
+        doomed = [shop.quote(product) for _ in range(depth * 4)]
+        pay_all(shop, doomed)
+        for _ in range(depth):  # the doomed payments, then empty blocks: `depth` blocks in all
+            rpc(shop, "evm_mine")
+        time.sleep(0.5)  # the nodes see the doomed blocks, under load from the other rounds
+        assert rpc(shop, "evm_revert", snapshot)
+        orphaned += [issued.order.chain_order_id for issued in doomed]
+        kept = [shop.quote(product) for _ in range(10)]
+        pay_all(shop, kept)
+        for _ in range(depth + 1):  # the new branch is longer: it wins
+            rpc(shop, "evm_mine")
+    rpc(shop, "evm_setAutomine", True)
+    for _ in range(8):
+        rpc(shop, "evm_mine")
+        time.sleep(0.1)
+
+    canonical = set(chain_orders(shop, ORDER_PAID))
+    assert len(canonical) == 50
+    shop.wait_for(lambda: settled(shop) == (50, 0), 60, "every canonical payment delivered")
+    assert set(chain_orders(shop, ORDER_DELIVERED)) == canonical
+    assert all(shop.order(key).status == OrderStatus.QUOTED for key in orphaned)
