@@ -31,8 +31,12 @@ This machine's cores are shared by the load generator, anvil and the node: the f
 bound of what the node does on its own. Figures to watch, not assertions: the exit status is
 non-zero only when something fails to run.
 
+Several nodes (`--nodes 1,2,3 --postgres postgresql://postgres@127.0.0.1:5432/test`) share one
+PostgreSQL database made for each run; node CPU is then the sum over the nodes.
+
 Usage: bench/delivery_latency.py [--quick] [--rates 100,200,300,400] [--duration 10]
        [--sizes 100,1000,10000] [--size-rate 200] [--size-modes automine]
+       [--nodes 1,2,3 --postgres URL]
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import websockets
 from liandong.chain.deploy import deploy_local_escrow
 from liandong.chain.devnet import Anvil, rpc_call
@@ -231,6 +236,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def nodes_cpu_seconds(shop: LocalShop) -> float:
+    return sum(cpu_seconds(node.process.pid) for node in shop.nodes if node.process is not None)
+
+
 def epoch(moment: datetime) -> float:
     """SQLite hands datetimes back naive; the store writes them in UTC."""
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
@@ -359,15 +368,14 @@ async def run_load(
     ready = asyncio.Event()
     follower = asyncio.create_task(heads.follow(shop.anvil.ws_url, ready))
     await asyncio.wait_for(ready.wait(), 10)
-    assert shop.process is not None
     assert shop.anvil.process is not None
-    node_before, anvil_before = cpu_seconds(shop.process.pid), cpu_seconds(shop.anvil.process.pid)
+    node_before, anvil_before = nodes_cpu_seconds(shop), cpu_seconds(shop.anvil.process.pid)
     sent = await send_paced(shop.anvil.http_url, transactions, rate)
     deadline = time.monotonic() + timeout
     expected = len(transactions) - len(sent.errors)
     while time.monotonic() < deadline and delivered_count(shop, product_id) < expected:
         await asyncio.sleep(0.1)
-    node_cpu = cpu_seconds(shop.process.pid) - node_before
+    node_cpu = nodes_cpu_seconds(shop) - node_before
     anvil_cpu = cpu_seconds(shop.anvil.process.pid) - anvil_before
     await asyncio.sleep(0.3)  # late head messages for the last blocks
     follower.cancel()
@@ -430,16 +438,37 @@ def measure(
 
 
 @contextlib.contextmanager
-def local_shop(mode: str, root: Path) -> Iterator[LocalShop]:
+def own_database(server: str | None) -> Iterator[str | None]:
+    """A fresh PostgreSQL database on `server` for one run (dropped after), or None for SQLite."""
+    if server is None:
+        yield None
+        return
+    name = f"liandong_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def local_shop(mode: str, root: Path, nodes: int = 1, postgres: str | None = None) -> Iterator[LocalShop]:
     anvil = Anvil(block_time=1 if mode == "interval" else None, extra_args=["--accounts", "40"]).start()
     shop: LocalShop | None = None
     try:
-        data_dir = root / mode
-        data_dir.mkdir(parents=True)
-        record = deploy_local_escrow(anvil.http_url, data_dir / "deployment.json")
-        shop = LocalShop(anvil, record, data_dir, confirmations=0)
-        shop.start()
-        yield shop
+        with own_database(postgres) as database_url:
+            data_dir = root / f"{mode}-{nodes}"
+            data_dir.mkdir(parents=True)
+            record = deploy_local_escrow(anvil.http_url, data_dir / "deployment.json")
+            shop = LocalShop(anvil, record, data_dir, confirmations=0, database_url=database_url)
+            shop.start()
+            for _ in range(nodes - 1):
+                shop.start(shop.add_node())
+            yield shop
+            shop.kill()
+            shop.engine.dispose()
     finally:
         if shop is not None:
             shop.kill()
@@ -455,13 +484,17 @@ def run_mode(
     with_sizes: bool,
 ) -> list[Result]:
     results: list[Result] = []
-    with local_shop(mode, root) as shop:
-        print(f"\n== {mode}: node pid {shop.process.pid if shop.process else '?'}", flush=True)
-        _, probe = prepare_quotes(shop, pool, 1, 1)
-        gas = payment_gas(shop, payments(shop, probe, 200_000)[0])
-        for rate in args.rates:
-            results.append(measure(shop, pool, workers, mode, "ramp", rate, int(rate * args.duration), gas))
-    if with_sizes:
+    for nodes in args.nodes:
+        with local_shop(mode, root, nodes, args.postgres) as shop:
+            database = "PostgreSQL" if args.postgres else "SQLite"
+            print(f"\n== {mode}: {nodes} node(s) on {database}", flush=True)
+            _, probe = prepare_quotes(shop, pool, 1, 1)
+            gas = payment_gas(shop, payments(shop, probe, 200_000)[0])
+            label = "ramp" if args.nodes == [1] else f"ramp {nodes}n"
+            for rate in args.rates:
+                count = int(rate * args.duration)
+                results.append(measure(shop, pool, workers, mode, label, rate, count, gas))
+    if with_sizes and args.sizes:
         # A fresh chain and shop: the ramp's last step may have overloaded anvil past recovery.
         with local_shop(mode, root / "sizes") as shop:
             for size in args.sizes:
@@ -478,14 +511,16 @@ def report(results: Sequence[Result], args: argparse.Namespace) -> None:
         stages = "  ".join(f"{name} {value:.0f}" for name, value in result.stages_ms.items())
         print(f"  {result.mode:>8} {result.label:>8} {result.rate:>5g}/s  {stages}")
     print()
-    for mode in dict.fromkeys(result.mode for result in results):
-        ramp = [r for r in results if r.mode == mode and r.label == "ramp" and r.latencies_ms]
+    runs = dict.fromkeys((r.mode, r.label) for r in results if r.label.startswith("ramp"))
+    for mode, label in runs:
+        ramp = [r for r in results if (r.mode, r.label) == (mode, label) and r.latencies_ms]
+        name = f"{mode} {label.removeprefix('ramp').strip()}".strip()
         first = next((r for r in ramp if r.rate == args.rates[0]), None)
         if first is not None:
             p99 = percentile(first.latencies_ms, 0.99)
             verdict = "met" if p99 <= TARGET_P99_MS and first.delivered == first.sent else "MISS"
             print(
-                f"{mode}: p99 at {first.rate:g} orders/s = {p99:.0f} ms "
+                f"{name}: p99 at {first.rate:g} orders/s = {p99:.0f} ms "
                 f"(target <= {TARGET_P99_MS:.0f} ms): {verdict}"
             )
         sustained = [
@@ -494,10 +529,10 @@ def report(results: Sequence[Result], args: argparse.Namespace) -> None:
             if percentile(r.latencies_ms, 0.99) <= SUSTAINED_P99_MS and r.delivered == r.sent
         ]
         print(
-            f"{mode}: highest ramp rate with p99 <= {SUSTAINED_P99_MS:.0f} ms and all delivered: "
+            f"{name}: highest ramp rate with p99 <= {SUSTAINED_P99_MS:.0f} ms and all delivered: "
             f"{max(sustained):g} orders/s"
             if sustained
-            else f"{mode}: no ramp rate kept p99 <= 1 s"
+            else f"{name}: no ramp rate kept p99 <= 1 s"
         )
 
 
@@ -519,7 +554,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--modes", default="both", help="interval, automine or both")
     parser.add_argument("--quick", action="store_true", help="a run of about a minute")
+    parser.add_argument("--nodes", type=numbers, default=[1], help="node counts to run, e.g. 1,2,3")
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        help="PostgreSQL server URL (a database is made per run); default SQLite, which is one node",
+    )
     args = parser.parse_args(argv)
+    if max(args.nodes) > 1 and args.postgres is None:
+        parser.error("several nodes share a PostgreSQL database: give --postgres URL")
     if args.quick:
         args.rates, args.duration, args.sizes = [100, 200], 2.0, [100, 500]
     return args
