@@ -226,6 +226,10 @@ def test_reorgs_of_depth_one_to_five_under_load_deliver_exactly_the_canonical_pa
 
     canonical = set(chain_orders(shop, ORDER_PAID))
     assert len(canonical) == 50
-    shop.wait_for(lambda: settled(shop) == (50, 0), 60, "every canonical payment delivered")
-    assert set(chain_orders(shop, ORDER_DELIVERED)) == canonical
+    shop.wait_for(
+        lambda: settled(shop) == (50, 0) and set(chain_orders(shop, ORDER_DELIVERED)) == canonical,
+        60,
+        "every canonical payment delivered, and recorded on the chain that won",
+    )
+    assert set(chain_orders(shop, ORDER_DELIVERED).values()) == {1}
     assert all(shop.order(key).status == OrderStatus.QUOTED for key in orphaned)

@@ -149,3 +149,30 @@ def test_a_stuck_settlement_is_replaced_with_a_higher_fee(shop_factory: Any) -> 
     assert statuses[ChainTxStatus.REPLACED] == len(replaced() or []) - 1
     assert shop.order(order_key).committed_at is not None
     assert _on_chain_deliveries(shop) == Counter({order_key: 1})
+
+
+def test_a_reorg_that_drops_the_settlement_gets_it_recorded_again(shop_factory: Any) -> None:
+    shop = shop_factory()
+    product = shop.add_product("resettle", ["S-1"])
+    shop.start()
+    issued = shop.quote(product)
+    order_key = issued.order.chain_order_id
+    _rpc(shop, "evm_setAutomine", False)
+    shop.buyer(4).pay(issued.quote, issued.signature)
+    _rpc(shop, "evm_mine")  # the payment's block
+    shop.wait_for(lambda: shop.order(order_key).status == OrderStatus.DELIVERED, 20, "delivery")
+    snapshot = _rpc(shop, "evm_snapshot")
+    shop.wait_for(lambda: _rpc(shop, "txpool_status")["pending"] != "0x0", 20, "the settlement sent")
+    _rpc(shop, "evm_mine")  # the settlement's block ...
+    first_seen = shop.wait_for(lambda: shop.order(order_key).committed_at, 20, "the settlement seen")
+    assert _rpc(shop, "evm_revert", snapshot)  # ... leaves the chain
+    for _ in range(2):
+        _rpc(shop, "evm_mine")
+    _rpc(shop, "evm_setAutomine", True)
+    # The orphaned record is forgotten, the settlement sent again and seen again, on the new chain.
+    shop.wait_for(
+        lambda: (seen := shop.order(order_key).committed_at) is not None and seen != first_seen,
+        30,
+        "the settlement recorded again",
+    )
+    assert _on_chain_deliveries(shop) == Counter({order_key: 1})

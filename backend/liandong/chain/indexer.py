@@ -145,9 +145,11 @@ class IndexerStore:
                 if isinstance(event, OrderDelivered):
                     if order.committed_at is None:
                         order.committed_at = _now()
+                        order.settled_block = event.position.block_number
                         session.add(order)
                 elif order.status != OrderStatus.REFUNDED:
                     order.status, order.refunded_at = OrderStatus.REFUNDED, _now()
+                    order.settled_block = event.position.block_number
                     session.add(order)
                     self._note(order, OrderStatus.REFUNDED)
             connection = session.connection()
@@ -261,6 +263,7 @@ class IndexerStore:
                     col(ChainBlock.chain_id) == self.chain_id, col(ChainBlock.number) > ancestor.number
                 )
             )
+            self._unsettle_after(session, ancestor.number)
             checkpoint = session.get(ChainCheckpoint, self.chain_id)
             assert checkpoint is not None
             checkpoint.block_number, checkpoint.block_hash = ancestor.number, ancestor.hash
@@ -268,6 +271,16 @@ class IndexerStore:
             session.commit()
         self._announce()
         return len(orphaned)
+
+    def _unsettle_after(self, session: Session, block_number: int) -> None:
+        """Settlements recorded in blocks that left the chain are owed again: the leader's rescan
+        re-sends them (the escrow refuses a second settlement, so nothing is settled twice)."""
+        for order in session.exec(select(ShopOrder).where(col(ShopOrder.settled_block) > block_number)):
+            log.warning("reorg below %s removed the on-chain settlement of order %s", block_number, order.id)
+            if order.status == OrderStatus.REFUNDED:
+                order.status, order.refunded_at = OrderStatus.REFUNDING, None
+            order.committed_at = order.settled_block = None
+            session.add(order)
 
     def _record_payments(
         self,

@@ -138,6 +138,9 @@ class ShopOrder(SQLModel, table=True):
     delivered_at: datetime | None = None
     committed_at: datetime | None = None
     refunded_at: datetime | None = None
+    settled_block: int | None = Field(default=None, index=True)
+    """The block of the escrow's OrderDelivered/OrderRefunded log: a reorganisation below it undoes
+    the settlement in our records, and the order is settled again."""
 
 
 class Payment(SQLModel, table=True):
