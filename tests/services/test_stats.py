@@ -45,13 +45,6 @@ HOUR = timedelta(hours=1)
 
 
 @pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "template.db"
-    migrate(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture(scope="module")
 def stats_postgres_url() -> Iterator[str]:
     """One migrated database for the module, emptied before each test (migrating is slow)."""
     with postgres_database() as url:
@@ -69,19 +62,13 @@ def _empty_postgres(engine: Engine) -> None:
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
         path = tmp_path / "shop.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        shutil.copyfile(request.getfixturevalue("migrated_template"), path)
         engine = make_engine(f"sqlite:///{path}")
     else:
         engine = make_engine(request.getfixturevalue("stats_postgres_url"))
         _empty_postgres(engine)
     yield engine
     engine.dispose()
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with Session(engine) as session:
-        yield session
 
 
 # ------------------------------------------------------------------ seeding

@@ -3,11 +3,12 @@
 No `from __future__ import annotations` here: FastAPI reads the dependency signatures at run time.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Path, Request, WebSocket
+from fastapi import Depends, Header, HTTPException, Path, Request, WebSocket, WebSocketDisconnect
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -66,6 +67,19 @@ class ShopContext:
 
     def session(self) -> Session:
         return Session(self.engine)
+
+
+async def stream_events(
+    websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]], unsubscribe: Callable[[], None]
+) -> None:
+    """Sends the queue's events to the client until it leaves; the socket is already accepted."""
+    try:
+        while True:
+            await websocket.send_json(await queue.get())
+    except (WebSocketDisconnect, asyncio.CancelledError):
+        pass
+    finally:
+        unsubscribe()
 
 
 def shop(request: Request) -> ShopContext:

@@ -80,18 +80,7 @@ def wallet_orders(session: Session, address: str) -> list[OrderState]:
 
 
 def order_state(order: ShopOrder) -> OrderState:
-    return OrderState(
-        order=order.chain_order_id,
-        status=order.status,
-        product_id=order.product_id,
-        quantity=order.quantity,
-        token=order.token,
-        amount=order.amount,
-        payer=order.payer,
-        delivery_deadline=order.delivery_deadline,
-        commitment=order.commitment,
-        refund_reason=order.refund_reason,
-    )
+    return OrderState.model_validate({**order.model_dump(), "order": order.chain_order_id})
 
 
 def seal_keys(session: Session, vault: Vault, order: ShopOrder, public_key: str, via: str) -> SealedKeys:

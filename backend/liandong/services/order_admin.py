@@ -74,19 +74,7 @@ class OrderDetail(OrderSummary):
 
 
 def _summary(order: ShopOrder) -> OrderSummary:
-    return OrderSummary(
-        order=order.chain_order_id,
-        status=order.status,
-        product_id=order.product_id,
-        quantity=order.quantity,
-        token=order.token,
-        amount=order.amount,
-        payer=order.payer,
-        created_at=order.created_at,
-        block_time=order.block_time,
-        delivered_at=order.delivered_at,
-        refund_reason=order.refund_reason,
-    )
+    return OrderSummary.model_validate({**order.model_dump(), "order": order.chain_order_id})
 
 
 def list_orders(session: Session, where: OrderFilter) -> OrderPage:

@@ -6,10 +6,10 @@ No `from __future__ import annotations` here: FastAPI reads the route signatures
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket
 from pydantic import BaseModel, Field
 
-from liandong.api.deps import MerchantIdentity, Shop, feed_merchant, merchant, ws_shop
+from liandong.api.deps import MerchantIdentity, Shop, feed_merchant, merchant, stream_events, ws_shop
 from liandong.delivery.channels import DeliveryNotice
 from liandong.services import order_admin
 from liandong.services.order_admin import AttemptView, OrderAdminError
@@ -96,10 +96,4 @@ async def feed(websocket: WebSocket) -> None:
     hub = ws_shop(websocket).hub
     await websocket.accept()
     queue = hub.subscribe_feed()
-    try:
-        while True:
-            await websocket.send_json(await queue.get())
-    except (WebSocketDisconnect, asyncio.CancelledError):
-        pass
-    finally:
-        hub.unsubscribe_feed(queue)
+    await stream_events(websocket, queue, lambda: hub.unsubscribe_feed(queue))

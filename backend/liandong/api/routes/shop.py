@@ -3,14 +3,22 @@
 No `from __future__ import annotations` here: FastAPI reads the route signatures at run time.
 """
 
-import asyncio
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, HTTPException, Path, WebSocket
 from pydantic import BaseModel, Field
 
-from liandong.api.deps import BuyerProof, Shop, buyer_proof, buyer_wallet, key_rate, quote_rate, ws_shop
+from liandong.api.deps import (
+    BuyerProof,
+    Shop,
+    buyer_proof,
+    buyer_wallet,
+    key_rate,
+    quote_rate,
+    stream_events,
+    ws_shop,
+)
 from liandong.services import buyer_auth, buyer_keys, catalogue
 from liandong.services.orders import OrderError, SoldOutError, create_quote
 from liandong.store.models import MAX_ROW_ID, ShopOrder
@@ -247,10 +255,4 @@ async def order_events(websocket: WebSocket, order_id: str) -> None:
     hub = ws_shop(websocket).hub
     await websocket.accept()
     queue = hub.subscribe(order_id)
-    try:
-        while True:
-            await websocket.send_json(await queue.get())
-    except (WebSocketDisconnect, asyncio.CancelledError):
-        pass
-    finally:
-        hub.unsubscribe(order_id, queue)
+    await stream_events(websocket, queue, lambda: hub.unsubscribe(order_id, queue))
