@@ -91,3 +91,27 @@ def test_email_then_webhook_when_the_smtp_server_is_down(shop_factory: Any, endp
     [entry] = [entry for entry in abnormal if entry["order"] == second]
     assert {"failed_attempt", "retried"} <= set(entry["reasons"])
     assert len(inbox.envelopes) == 1
+
+
+def test_a_merchant_refund_goes_back_to_the_buyer_on_chain(shop_factory: Any) -> None:
+    shop = shop_factory(confirmations=50)  # the order stays paid, waiting: the merchant refunds it
+    product = shop.add_product("refundable", ["R-1"])
+    with Session(shop.engine) as session:
+        merchant = create_merchant(session, "owner", "a long enough password")
+        assert merchant.id is not None
+        token, _ = create_api_token(session, merchant.id, "test", ["orders:read", "orders:write"])
+    shop.start()
+    api = httpx.Client(base_url=f"http://127.0.0.1:{shop.api_port}", timeout=10)
+    buyer = shop.buyer(6)
+    order = buy(shop, api, product, "carol@example.com", buyer=6)
+    shop.wait_for(lambda: shop.order(order).status == "paid", 20, "the payment seen")
+    balance = shop.w3.eth.get_balance(buyer.account.address)
+
+    refund = api.post(
+        f"/api/merchant/orders/{order}/refund",
+        json={"reason": "customer asked"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert refund.status_code == 202, refund.text
+    shop.wait_for(lambda: shop.order(order).status == "refunded", 30, "the on-chain refund seen")
+    assert shop.w3.eth.get_balance(buyer.account.address) == balance + int(shop.order(order).amount)
