@@ -11,11 +11,14 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from liandong.chain.deploy import deploy_local_escrow
+from liandong.chain.devnet import Anvil
+from liandong.simulate import LocalShop
 from liandong.store.db import make_engine, migrate
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -87,3 +90,28 @@ def endpoint() -> Iterator[Endpoint]:
     server = Endpoint()
     yield server
     server.close()
+
+
+@pytest.fixture
+def shop_factory(tmp_path: Path) -> Iterator[Callable[..., LocalShop]]:
+    """Whole shops on dev chains: a real anvil each, the escrow deployed, a node process, buyers."""
+    shops: list[LocalShop] = []
+
+    def make(
+        confirmations: int = 0,
+        chain_state: Path | None = None,
+        stuck_seconds: float = 30.0,
+        env: dict[str, str] | None = None,
+    ) -> LocalShop:
+        anvil = Anvil(state_file=chain_state).start()
+        data_dir = tmp_path / f"shop{len(shops)}"
+        data_dir.mkdir()
+        record = deploy_local_escrow(anvil.http_url, data_dir / "deployment.json")
+        shop = LocalShop(anvil, record, data_dir, confirmations, stuck_seconds, env or {})
+        shops.append(shop)
+        return shop
+
+    yield make
+    for shop in shops:
+        shop.kill()
+        shop.anvil.stop()

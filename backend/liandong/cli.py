@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from liandong import commands
 from liandong.chain.deploy import deploy_local_escrow
 from liandong.chain.deployment import DeploymentRecord
 from liandong.chain.devnet import DEV_CHAIN_ID, Anvil
@@ -32,6 +33,13 @@ app = typer.Typer(
 )
 console = Console()
 app.add_typer(vault_app, name="vault")
+app.add_typer(commands.merchant_app, name="merchant")
+app.add_typer(commands.products_app, name="products")
+app.add_typer(commands.keys_app, name="keys")
+app.add_typer(commands.orders_app, name="orders")
+app.command()(commands.refund)
+app.command()(commands.status)
+app.command()(commands.simulate)
 
 DEMO_BUYER_INDEX = 9
 """The dev account printed as the demo wallet: far from #0, which deploys and operates."""
