@@ -40,6 +40,8 @@ app.add_typer(commands.orders_app, name="orders")
 app.command()(commands.refund)
 app.command()(commands.status)
 app.command()(commands.simulate)
+app.command()(commands.audit)
+app.command("verify-key")(commands.verify_key)
 
 DEMO_BUYER_INDEX = 9
 """The dev account printed as the demo wallet: far from #0, which deploys and operates."""

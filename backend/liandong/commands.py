@@ -7,8 +7,10 @@ functions as the API; a running node picks up what they change (its rescan sends
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,6 +25,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 from web3 import Web3
 
+from liandong.audit import Rpc, audit_chain, commitment_on_chain, html_report, reconcile
 from liandong.chain.deployment import DeploymentRecord
 from liandong.chain.devnet import rpc_call
 from liandong.chain.quotes import NATIVE_COIN
@@ -32,7 +35,7 @@ from liandong.services.merchant_auth import AccountError, create_merchant
 from liandong.simulate import DevBuyer, dev_account, quote_from_api
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import ChainCheckpoint, OrderStatus, ShopOrder
-from liandong.vault.crypto import load_keyring
+from liandong.vault.crypto import delivery_commitment, load_keyring
 from liandong.vault.importer import KeyImportError, import_keys
 from liandong.vault.service import Vault
 
@@ -347,3 +350,79 @@ def simulate(
     console.print(f"{orders - len(pending)} of {orders} orders delivered or refunded.")
     if pending:
         raise typer.Exit(code=1)
+
+
+# ------------------------------------------------------------------ audit
+
+
+def _rpc(url: str) -> Rpc:
+    return lambda method, params: rpc_call(url, method, params, timeout=30)
+
+
+def audit(
+    rpc: Annotated[str, typer.Option(help="The chain's JSON-RPC URL.")],
+    escrow: Annotated[str, typer.Option(help="The escrow's address.")],
+    from_block: Annotated[int, typer.Option(help="Where the escrow was deployed, or earlier.")] = 0,
+    database_url: Annotated[
+        str | None, typer.Option(help="The shop's database, to reconcile (needs its master key).")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write a standalone HTML report.")] = None,
+) -> None:
+    """Every order of an escrow from the chain alone, its books per token against what it holds,
+    and (with the shop's database) every disagreement with the shop's records. Exit 1 on findings."""
+    report = audit_chain(_rpc(rpc), escrow, from_block)
+    if database_url is not None:
+        settings = Settings(database_url=database_url)
+        engine = make_engine(database_url)
+        try:
+            reconcile(report, engine, Vault(load_keyring(settings)))
+        finally:
+            engine.dispose()
+    books = Table(
+        "token", "paid", "escrowed", "merchant", "refund credits", "fees", "owed", "held", title="books"
+    )
+    for book in report.books:
+        cells = (
+            book.paid,
+            book.escrowed,
+            book.merchant,
+            book.refund_credits,
+            book.fees,
+            book.owed,
+            book.held,
+        )
+        books.add_row(book.token, *map(str, cells))
+    console.print(books)
+    states = Counter(order.state for order in report.orders)
+    console.print(f"{len(report.orders)} orders: " + ", ".join(f"{n} {state}" for state, n in states.items()))
+    findings = Table("kind", "order", "detail", title=f"{len(report.findings)} finding(s)")
+    for finding in report.findings:
+        findings.add_row(finding.kind, finding.order or "", finding.detail)
+    console.print(findings)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_json(), indent=2))
+    if html_out is not None:
+        html_out.write_text(html_report(report))
+    if report.findings:
+        raise typer.Exit(code=1)
+
+
+def verify_key(
+    rpc: Annotated[str, typer.Option(help="The chain's JSON-RPC URL.")],
+    escrow: Annotated[str, typer.Option(help="The escrow's address.")],
+    order: Annotated[str, typer.Option(help="The order id (0x + 64 hex digits).")],
+    key: Annotated[list[str], typer.Option(help="A key of the order, in order; repeat for several.")],
+    salt: Annotated[str, typer.Option(help="The salt the shop gave with the keys.")],
+) -> None:
+    """Checks your keys against the commitment the escrow recorded for your order (exit 0: match)."""
+    recorded = commitment_on_chain(_rpc(rpc), escrow, order)
+    if recorded is None:
+        raise fail(f"the escrow recorded no delivery of order {order}")
+    mine = (
+        "0x"
+        + delivery_commitment(bytes.fromhex(order[2:]), bytes.fromhex(salt.removeprefix("0x")), key).hex()
+    )
+    if mine != recorded:
+        raise fail(f"MISMATCH: these keys give {mine}, the escrow recorded {recorded}")
+    console.print(f"match: the escrow recorded {recorded} for these keys")
