@@ -42,6 +42,7 @@ app.command()(commands.status)
 app.command()(commands.simulate)
 app.command()(commands.audit)
 app.command("verify-key")(commands.verify_key)
+app.command("verify-contract")(commands.verify_contract)
 
 DEMO_BUYER_INDEX = 9
 """The dev account printed as the demo wallet: far from #0, which deploys and operates."""

@@ -29,6 +29,7 @@ from liandong.audit import Rpc, audit_chain, commitment_on_chain, html_report, r
 from liandong.chain.deployment import DeploymentRecord
 from liandong.chain.devnet import rpc_call
 from liandong.chain.quotes import NATIVE_COIN
+from liandong.chain.verify import VerificationError, verify_escrow
 from liandong.core.config import Settings
 from liandong.services import catalogue, order_admin, stats
 from liandong.services.merchant_auth import AccountError, create_merchant
@@ -426,3 +427,26 @@ def verify_key(
     if mine != recorded:
         raise fail(f"MISMATCH: these keys give {mine}, the escrow recorded {recorded}")
     console.print(f"match: the escrow recorded {recorded} for these keys")
+
+
+def verify_contract(
+    rpc: Annotated[str, typer.Option(help="The chain's JSON-RPC URL.")],
+    address: Annotated[str, typer.Option(help="The deployed escrow.")],
+    out: Annotated[Path, typer.Option(help="Where to write the standard-JSON input and metadata.")] = Path(
+        "verification"
+    ),
+) -> None:
+    """Recompile the escrow and compare it with the code at ADDRESS, as an explorer does (exit 1 if
+    it differs); writes the standard-JSON input Etherscan, Blockscout and Sourcify accept."""
+    deployed = bytes.fromhex(str(rpc_call(rpc, "eth_getCode", [address, "latest"])).removeprefix("0x"))
+    try:
+        result = verify_escrow(deployed, address, out)
+    except VerificationError as error:
+        raise fail(str(error)) from None
+    if not result.matches:
+        raise fail(
+            f"MISMATCH: the code at {address} ({result.deployed_size} bytes) is not the escrow compiled "
+            f"from these sources ({result.compiled_size} bytes)"
+        )
+    exact = "and its metadata hash" if result.metadata_matches else "(metadata differs: other file paths)"
+    console.print(f"match: {address} runs the escrow compiled from these sources {exact}; files in {out}/")
