@@ -127,7 +127,7 @@ def test_up_runs_the_whole_shop_and_resumes_it(tmp_path: Path) -> None:
         record = DeploymentRecord.load(data_dir / "deployment.json")
         assert record.escrow in output
         assert record.tokens["DUSD"] in output
-        assert f"http://127.0.0.1:{api_port}/merchant" in output
+        assert f"http://127.0.0.1:{api_port}/docs" in output
         password = re.search(r"merchant / (\S+)", output)
         assert password is not None, output
         api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10)

@@ -34,6 +34,7 @@ from liandong.chain.escrow import (
     order_status_calldata,
     record_deliveries_calldata,
     refund_batch_calldata,
+    rpc_int,
 )
 from liandong.store.models import ChainTx, ChainTxStatus, OrderStatus, ShopOrder, utcnow
 
@@ -98,7 +99,6 @@ class SettlementSender:
         self._deliveries: dict[int, Settlement] = {}
         self._refunds: dict[int, Settlement] = {}
         self._in_flight: set[int] = set()
-        self._nonce: int | None = None
         self._wake = asyncio.Event()
 
     def submit(self, settlements: Sequence[Settlement]) -> None:
@@ -129,7 +129,6 @@ class SettlementSender:
                 raise
             except Exception:
                 log.exception("settlement round failed; retrying")
-                self._nonce = None
 
     # ------------------------------------------------------------- sending
 
@@ -150,7 +149,7 @@ class SettlementSender:
         data = self._calldata(batch, kind)
         gas = await self._estimate(data)
         if gas is None:
-            batch = await self._drop_settled(batch, kind)
+            batch = await self._drop_settled(batch)
             if not batch:
                 return
             data = self._calldata(batch, kind)
@@ -170,20 +169,16 @@ class SettlementSender:
         except (ContractLogicError, Web3RPCError, ValueError):
             return None
 
-    async def _drop_settled(self, batch: list[Settlement], kind: str) -> list[Settlement]:
-        """Keeps the orders the escrow can still settle, and records the others as settled."""
-        keep, settled = [], []
+    async def _drop_settled(self, batch: list[Settlement]) -> list[Settlement]:
+        """Keeps the orders the escrow can still settle. The others are left for the indexer to
+        record, with the block of their settlement, so that a reorganisation can undo it."""
+        keep = []
         for settlement in batch:
             status = await self._on_chain_status(settlement.terms)
             if status == PAID_ON_CHAIN:
                 keep.append(settlement)
             else:
-                log.warning("order %s is already settled on-chain (status %s)", settlement.order_id, status)
-                settled.append(settlement.order_id)
-        if settled:
-            with Session(self.engine) as session:
-                self._mark_settled(session, settled, kind)
-                session.commit()
+                log.info("order %s is already settled on-chain (status %s)", settlement.order_id, status)
         return keep
 
     async def _on_chain_status(self, terms: OrderTerms) -> int:
@@ -194,16 +189,15 @@ class SettlementSender:
         return {"from": self.account.address, "to": self.escrow, "data": data}
 
     async def _send(self, batch: Sequence[Settlement], kind: str, data: bytes, gas: int) -> None:
-        if self._nonce is None:
-            self._nonce = await self.rpc.eth.get_transaction_count(self.account.address, "pending")
+        nonce = await self._free_nonce()
         max_fee, tip = await self._fees()
-        tx_hash = await self._sign_and_send(data, self._nonce, gas * 6 // 5, max_fee, tip)
+        tx_hash = await self._sign_and_send(data, nonce, gas * 6 // 5, max_fee, tip)
         with Session(self.engine) as session:
             session.add(
                 ChainTx(
                     chain_id=self.chain_id,
                     sender=self.account.address,
-                    nonce=self._nonce,
+                    nonce=nonce,
                     kind=kind,
                     tx_hash=tx_hash,
                     order_ids=",".join(str(s.order_id) for s in batch),
@@ -211,8 +205,27 @@ class SettlementSender:
                 )
             )
             session.commit()
-        self._nonce += 1
         self._in_flight.update(s.order_id for s in batch)
+
+    async def _free_nonce(self) -> int:
+        """The lowest nonce from the chain's count on that no pending transaction of ours holds.
+
+        Asked afresh for every transaction, not counted up: a reorganisation can take one of our
+        mined transactions off the chain, and its nonce must be filled first or every transaction
+        queued behind it waits for ever.
+        """
+        free = int(await self.rpc.eth.get_transaction_count(self.account.address, "latest"))
+        with Session(self.engine) as session:
+            taken = set(
+                session.exec(
+                    select(ChainTx.nonce).where(
+                        ChainTx.status == ChainTxStatus.PENDING, ChainTx.sender == self.account.address
+                    )
+                )
+            )
+        while free in taken:
+            free += 1
+        return free
 
     async def _fees(self) -> tuple[int, int]:
         latest = await self.rpc.eth.get_block("latest")
@@ -286,7 +299,6 @@ class SettlementSender:
             ).all()
             session.commit()
             settlements = [settlement_of(order) for order in orders if order.payer is not None]
-        self._nonce = None
         self._in_flight.difference_update(_order_ids(attempts[-1]))
         self.submit(settlements)
 
@@ -316,7 +328,7 @@ class SettlementSender:
                 sibling.updated_at = utcnow()
                 session.add(sibling)
             if succeeded:
-                self._mark_settled(session, order_ids, tx.kind)
+                self._mark_settled(session, order_ids, tx.kind, rpc_int(receipt["blockNumber"]))
             session.commit()
         self._in_flight.difference_update(order_ids)
         if not succeeded:
@@ -326,13 +338,15 @@ class SettlementSender:
                 self.submit([settlement_of(order) for order in orders if order.payer is not None])
 
     @staticmethod
-    def _mark_settled(session: Session, order_ids: Sequence[int], kind: str) -> None:
+    def _mark_settled(session: Session, order_ids: Sequence[int], kind: str, block: int) -> None:
+        """What the receipt proves, at once (the indexer confirms it from the log): with the block,
+        so that a reorganisation below it undoes the record (see `IndexerStore._unsettle_after`)."""
         now = utcnow()
         for order in session.exec(select(ShopOrder).where(col(ShopOrder.id).in_(order_ids))).all():
             if kind == "deliveries" and order.committed_at is None:
-                order.committed_at = now
+                order.committed_at, order.settled_block = now, block
             elif kind == "refunds" and order.status != OrderStatus.REFUNDED:
-                order.status, order.refunded_at = OrderStatus.REFUNDED, now
+                order.status, order.refunded_at, order.settled_block = OrderStatus.REFUNDED, now, block
             session.add(order)
 
     async def _bump(self, tx: ChainTx) -> None:
