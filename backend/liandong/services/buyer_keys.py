@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from liandong.core.security import token_hash
+from liandong.services.orders import OrderFacts
 from liandong.store.models import CardKey, Delivery, KeyAccess, OrderStatus, ShopOrder
 from liandong.vault.service import Vault
 from liandong.vault.transport import order_aad, parse_public_key, seal
@@ -28,17 +29,9 @@ class OrderAccessDeniedError(Exception):
     """The proof does not open this order (unknown order, wrong token, another wallet)."""
 
 
-class OrderState(BaseModel):
-    order: str
-    status: OrderStatus
-    product_id: int
-    quantity: int
-    token: str
-    amount: str
-    payer: str | None
+class OrderState(OrderFacts):
     delivery_deadline: int
     commitment: str | None
-    refund_reason: str | None
 
 
 class SealedKeys(BaseModel):
@@ -80,7 +73,7 @@ def wallet_orders(session: Session, address: str) -> list[OrderState]:
 
 
 def order_state(order: ShopOrder) -> OrderState:
-    return OrderState.model_validate({**order.model_dump(), "order": order.chain_order_id})
+    return OrderState.of(order)
 
 
 def seal_keys(session: Session, vault: Vault, order: ShopOrder, public_key: str, via: str) -> SealedKeys:

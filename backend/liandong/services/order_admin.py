@@ -10,6 +10,7 @@ from sqlmodel import Session, col, func, select
 
 from liandong.chain.settlement import Settlement, settlement_of
 from liandong.delivery.channels import DeliveryNotice, delivery_notice, product_names
+from liandong.services.orders import OrderFacts
 from liandong.store.models import MAX_ROW_ID, ChainTx, DeliveryAttempt, OrderStatus, Payment, ShopOrder
 
 REFUNDABLE = (OrderStatus.PAID, OrderStatus.CONFIRMED)
@@ -30,18 +31,10 @@ class OrderFilter(BaseModel):
     offset: int = Field(default=0, ge=0, le=MAX_ROW_ID)
 
 
-class OrderSummary(BaseModel):
-    order: str
-    status: OrderStatus
-    product_id: int
-    quantity: int
-    token: str
-    amount: str
-    payer: str | None
+class OrderSummary(OrderFacts):
     created_at: datetime
     block_time: datetime | None
     delivered_at: datetime | None
-    refund_reason: str | None
 
 
 class OrderPage(BaseModel):
@@ -74,7 +67,7 @@ class OrderDetail(OrderSummary):
 
 
 def _summary(order: ShopOrder) -> OrderSummary:
-    return OrderSummary.model_validate({**order.model_dump(), "order": order.chain_order_id})
+    return OrderSummary.of(order)
 
 
 def list_orders(session: Session, where: OrderFilter) -> OrderPage:

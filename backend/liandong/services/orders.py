@@ -7,7 +7,9 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Self
 
+from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
 from liandong.chain.quotes import EscrowDomain, Quote, sign_quote
@@ -18,6 +20,23 @@ from liandong.vault.service import Vault
 MAX_UINT256 = 2**256 - 1
 QUOTE_TTL_SECONDS = 15 * 60
 DELIVERY_WINDOW_SECONDS = 60 * 60
+
+
+class OrderFacts(BaseModel):
+    """What every view of an order shows, to its buyer or its merchant."""
+
+    order: str
+    status: OrderStatus
+    product_id: int
+    quantity: int
+    token: str
+    amount: str
+    payer: str | None
+    refund_reason: str | None
+
+    @classmethod
+    def of(cls, order: ShopOrder) -> Self:
+        return cls.model_validate({**order.model_dump(), "order": order.chain_order_id})
 
 
 class OrderError(Exception):
