@@ -53,3 +53,27 @@ ln -sfn "$solc_target" .toolchain/bin/solc
 # py-solc-x and ape-solidity look for installed compilers in ~/.solcx.
 mkdir -p "$HOME/.solcx"
 ln -sfn "$solc_target" "$HOME/.solcx/solc-v$solc_version"
+
+# The web pages' libraries, copied from node_modules so that the shop serves them itself (no CDN).
+vendor=backend/liandong/web/static/vendor
+mkdir -p "$vendor"
+while read -r source target; do
+  cmp -s "node_modules/$source" "$vendor/$target" || cp "node_modules/$source" "$vendor/$target"
+done <<'FILES'
+ethers/dist/ethers.min.js ethers.min.js
+ethers/LICENSE.md ethers.LICENSE.md
+chart.js/dist/chart.umd.min.js chart.umd.min.js
+chart.js/LICENSE.md chart.js.LICENSE.md
+FILES
+
+# Debian's Chromium for the browser tests (tests/web drive it with Playwright; no browser download),
+# and a CJK font so that their screenshots show the Chinese texts.
+if [ ! -x /usr/bin/chromium ] || [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Debian's chromium and fonts-wqy-microhei"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei
+  else
+    echo "setup: as root, apt-get install chromium fonts-wqy-microhei (tests/web skip without chromium)" >&2
+  fi
+fi

@@ -14,6 +14,7 @@ from liandong import __version__
 from liandong.api.deps import Shop, ShopContext
 from liandong.api.routes import catalogue, merchants, orders, shop, stats
 from liandong.core.ratelimit import RateLimitExceededError
+from liandong.web import pages
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def create_app(context: ShopContext) -> FastAPI:
     def healthz(context: Shop) -> dict[str, Any]:
         return context.health()
 
-    for module in (shop, merchants, catalogue, orders, stats):
+    for module in (shop, merchants, catalogue, orders, stats, pages):
         app.include_router(module.router)
+    app.mount("/static", pages.static_files(), name="static")
     return app

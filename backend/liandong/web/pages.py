@@ -1,0 +1,177 @@
+"""The web pages: the storefront, the buyer's order page and the merchant dashboard.
+
+Rendered here with Jinja2; the JavaScript they need (wallet payment, live status, key decryption,
+the dashboard's charts) is in `static/`, beside ethers and Chart.js, which `toolchain/setup.sh`
+copies from node_modules into `static/vendor/`. Every asset comes from the shop itself: no CDN, and
+a Content-Security-Policy that allows nothing else.
+
+No `from __future__ import annotations` here: FastAPI reads the route signatures at run time.
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+from eth_abi.abi import decode
+from eth_abi.exceptions import DecodingError
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
+from sqlmodel import select
+
+from liandong.api.deps import Shop, ShopContext
+from liandong.chain.devnet import rpc_call
+from liandong.chain.quotes import NATIVE_COIN
+from liandong.services import catalogue
+from liandong.store.models import ProductPrice
+from liandong.web.texts import TEXTS
+
+WEB_DIR = Path(__file__).parent
+STATIC_DIR = WEB_DIR / "static"
+templates = Jinja2Templates(directory=WEB_DIR / "templates")
+router = APIRouter(include_in_schema=False)
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+"""The pages handle card keys in the clear: scripts, styles and connections only from the shop."""
+NATIVE_SYMBOLS = {56: "BNB", 137: "POL", 43114: "AVAX"}
+"""The native coin's symbol where it is not ETH."""
+SYMBOL_CALL = "0x95d89b41"  # symbol()
+DECIMALS_CALL = "0x313ce567"  # decimals()
+
+OrderId = Annotated[str, PathParam(pattern=r"^0x[0-9a-fA-F]{64}$")]
+
+
+class TokenInfo(BaseModel):
+    symbol: str
+    decimals: int | None
+    """None when the token did not say: amounts are then shown in base units."""
+
+
+class PriceView(BaseModel):
+    token: str
+    amount: str
+    label: str
+
+
+class ProductCard(BaseModel):
+    id: int
+    name: str
+    description: str
+    stock: catalogue.StockState
+    prices: list[PriceView]
+
+
+_token_cache: dict[tuple[str, str], TokenInfo] = {}
+
+
+def static_files() -> StaticFiles:
+    """The pages' scripts, styles and vendored libraries, mounted at /static."""
+    return StaticFiles(directory=STATIC_DIR)
+
+
+def _erc20_info(rpc_url: str | None, token: str) -> TokenInfo:
+    """The token's symbol and decimals, read once from the chain. A token that does not answer
+    (no such contract, a bytes32 symbol, the chain unreachable) is named by its address, its
+    amounts left in base units, and asked again next time."""
+    cached = _token_cache.get((str(rpc_url), token))
+    if cached is not None:
+        return cached
+    unknown = TokenInfo(symbol=f"{token[:6]}…{token[-4:]}", decimals=None)
+    if rpc_url is None:
+        return unknown
+    try:
+        (symbol,) = decode(["string"], _call(rpc_url, token, SYMBOL_CALL))
+        (decimals,) = decode(["uint8"], _call(rpc_url, token, DECIMALS_CALL))
+    except (OSError, RuntimeError, ValueError, DecodingError):
+        return unknown
+    found = TokenInfo(symbol=symbol, decimals=decimals)
+    _token_cache[(rpc_url, token)] = found
+    return found
+
+
+def _call(rpc_url: str, to: str, data: str) -> bytes:
+    result = rpc_call(rpc_url, "eth_call", [{"to": to, "data": data}, "latest"], timeout=3)
+    return bytes.fromhex(str(result).removeprefix("0x"))
+
+
+def token_info(context: ShopContext, token: str) -> TokenInfo:
+    if token == NATIVE_COIN:
+        return TokenInfo(symbol=NATIVE_SYMBOLS.get(context.domain.chain_id, "ETH"), decimals=18)
+    return _erc20_info(context.settings.rpc_url, token)
+
+
+def format_units(amount: str, decimals: int | None) -> str:
+    """Base units as a decimal number of whole tokens, exactly (uint256 has more digits than a float)."""
+    if decimals is None:
+        return amount
+    whole, fraction = divmod(int(amount), 10**decimals)
+    digits = str(fraction).rjust(decimals, "0").rstrip("0")
+    return f"{whole:,}.{digits}" if digits else f"{whole:,}"
+
+
+def _known_tokens(context: ShopContext) -> dict[str, TokenInfo]:
+    """Every token a product is priced in, and the native coin: what the pages show amounts in."""
+    with context.session() as session:
+        tokens = {NATIVE_COIN, *session.exec(select(ProductPrice.token).distinct())}
+    return {token: token_info(context, token) for token in sorted(tokens)}
+
+
+def _card(product: catalogue.ListedProduct, tokens: dict[str, TokenInfo]) -> ProductCard:
+    prices = []
+    for price in product.prices:
+        info = tokens[price.token]
+        label = f"{format_units(price.amount, info.decimals)} {info.symbol}"
+        prices.append(PriceView(token=price.token, amount=price.amount, label=label))
+    return ProductCard(
+        id=product.id, name=product.name, description=product.description, stock=product.stock, prices=prices
+    )
+
+
+def _page(
+    request: Request,
+    template: str,
+    context: ShopContext,
+    tokens: dict[str, TokenInfo],
+    products: list[ProductCard] | None = None,
+    order_id: str | None = None,
+) -> HTMLResponse:
+    """Renders a page with what its scripts need (chain, escrow, tokens, both languages' texts)
+    in a JSON block, so that no script has to be inline."""
+    data = {
+        "chainId": context.domain.chain_id,
+        "escrow": context.domain.verifying_contract,
+        "tokens": {token: info.model_dump() for token, info in tokens.items()},
+        "texts": TEXTS,
+        "orderId": order_id,
+    }
+    view = {"t": TEXTS["en"], "page_data": data, "products": products or [], "order_id": order_id}
+    response = templates.TemplateResponse(request, template, view)
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def storefront(request: Request, context: Shop) -> HTMLResponse:
+    tokens = _known_tokens(context)
+    with context.session() as session:
+        products = [_card(product, tokens) for product in catalogue.storefront(session)]
+    return _page(request, "shop.html", context, tokens, products=products)
+
+
+@router.get("/orders/{order_id}", response_class=HTMLResponse)
+def order_page(request: Request, order_id: OrderId, context: Shop) -> HTMLResponse:
+    """The buyer's page for one order: anyone may load it, only the order token or the paying
+    wallet opens the order itself (through the API)."""
+    return _page(request, "order.html", context, _known_tokens(context), order_id=order_id.lower())
+
+
+@router.get("/merchant", response_class=HTMLResponse)
+def dashboard(request: Request, context: Shop) -> HTMLResponse:
+    """The merchant dashboard; its data comes from the API, behind the login."""
+    return _page(request, "dashboard.html", context, _known_tokens(context))

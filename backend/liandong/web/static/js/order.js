@@ -1,0 +1,262 @@
+// The buyer's order page: pay with the wallet, watch paid → confirmations n/N → delivered live,
+// then open the keys sealed to this page's key and check them against the escrow's record.
+import { ApiError, api, liveSocket, sleep } from "./api.js";
+import { commitmentOf, commitmentOnChain, explain, payQuote, quoteExpired } from "./escrow.js";
+import { pageData, setText } from "./i18n.js";
+import { newKeyPair, openSealed } from "./sealed.js";
+import { buyerSession, saveBuyerSession, saveOrder, savedOrder } from "./storage.js";
+import { formatAmount } from "./tokens.js";
+import * as wallet from "./wallet.js";
+
+const orderId = pageData.orderId;
+const $ = (id) => document.getElementById(id);
+const RANK = { quoted: 0, paid: 1, confirmed: 2, delivered: 3, refunding: 3, refunded: 4 };
+const CHAIN_CHECKS = 30; // the escrow records a delivery about a second after it: look for a minute
+const LOG_RANGE = 10_000; // blocks searched back for the record when the payment's block is unknown
+
+let saved = savedOrder(orderId);
+let status = null;
+let delivered = null; // {keys, salt, commitment} once the box is open
+let retry = null; // what to try again after switching the network
+
+function proof() {
+  if (saved?.token) return { "X-Order-Token": saved.token };
+  const session = buyerSession();
+  return session ? { Authorization: `Bearer ${session.token}` } : null;
+}
+
+function clearText(element) {
+  delete element.dataset.i18n;
+  element.textContent = "";
+}
+
+// ------------------------------------------------------------------ status
+
+function showSummary(state) {
+  $("summary-product").textContent = saved?.product ?? `#${state.product_id}`;
+  $("summary-quantity").textContent = state.quantity;
+  $("summary-amount").textContent = formatAmount(state.amount, state.token);
+  $("summary").hidden = false;
+}
+
+/** Moves the page to `next`; a stale answer never moves it back, only a reorg's event does. */
+function showStatus(next, event = {}) {
+  if (status !== null && RANK[next] < RANK[status] && !event.reason) return;
+  status = next;
+  const reached = RANK[next];
+  for (const step of $("steps").children) {
+    const done =
+      step.dataset.step === "delivered" ? next === "delivered" : reached >= RANK[step.dataset.step];
+    step.classList.toggle("done", done && !next.startsWith("refund"));
+  }
+  if (event.required) {
+    setText($("confirmations"), "confirmations_count", { n: event.confirmations, required: event.required });
+  }
+  setText($("status"), event.reason ? "status_reorged" : `status_${next}`);
+  showPayment();
+  if (next === "delivered") revealKeys();
+}
+
+function showPayment() {
+  const payable = status === "quoted" && saved?.quote;
+  $("pay").hidden = !payable;
+  if (!payable) return clearText($("activity"));
+  if (quoteExpired(saved.quote)) return showProblem(new wallet.Problem("quote_expired"));
+  const until = new Date(saved.quote.expiry * 1000).toLocaleTimeString();
+  setText($("expires"), "quote_valid_until", { time: until });
+}
+
+async function refresh() {
+  const headers = proof();
+  if (!headers) return needSignIn();
+  try {
+    const state = await api(`/api/orders/${orderId}`, { headers });
+    showSummary(state);
+    showStatus(state.status);
+  } catch (error) {
+    if (!(error instanceof ApiError && [401, 404].includes(error.status))) return showProblem(error);
+    saved = null; // a token or a session that does not open this order: the wallet may
+    saveBuyerSession(null);
+    needSignIn();
+  }
+}
+
+function onEvent(event) {
+  if (event.type !== "order") return;
+  if (event.tx_hash && saved) saveOrder(orderId, (saved = { ...saved, txHash: event.tx_hash }));
+  showStatus(event.status, event);
+}
+
+// ------------------------------------------------------------------ wallet
+
+function showProblem(error, retryWith = null) {
+  const problem =
+    error instanceof ApiError
+      ? new wallet.Problem("request_failed", { reason: error.detail })
+      : explain(error);
+  setText($("problem-text"), problem.key, problem.vars);
+  $("switch-network").hidden = problem.key !== "wrong_network";
+  $("buy-again").hidden = problem.key !== "quote_expired";
+  $("pay").hidden ||= problem.key === "quote_expired";
+  retry = retryWith;
+  $("problem").hidden = false;
+}
+
+function hideProblem() {
+  $("problem").hidden = true;
+}
+
+async function pay() {
+  hideProblem();
+  $("pay-button").disabled = true;
+  try {
+    const account = await wallet.connect();
+    await wallet.requireChain(pageData.chainId);
+    const progress = (key) => setText($("activity"), key);
+    const hash = await payQuote({
+      account,
+      quote: saved.quote,
+      signature: saved.signature,
+      escrow: pageData.escrow,
+      progress,
+    });
+    saveOrder(orderId, (saved = { ...saved, txHash: hash }));
+    if (status === "quoted") setText($("activity"), "payment_sent");
+  } catch (error) {
+    clearText($("activity"));
+    showProblem(error, pay);
+  } finally {
+    $("pay-button").disabled = false;
+  }
+}
+
+async function switchNetwork() {
+  try {
+    await wallet.switchChain(pageData.chainId);
+    hideProblem();
+    await retry?.();
+  } catch (error) {
+    showProblem(error, retry);
+  }
+}
+
+function needSignIn() {
+  $("signin").hidden = false;
+}
+
+/** Sign-In with Ethereum: the wallet that paid opens the order without its token. */
+async function signIn() {
+  hideProblem();
+  try {
+    const address = await wallet.connect();
+    const challenge = await api("/api/buyer/challenge", { method: "POST", json: { address } });
+    const signature = await wallet.signMessage(address, challenge.message);
+    saveBuyerSession(
+      await api("/api/buyer/session", { method: "POST", json: { message: challenge.message, signature } }),
+    );
+    $("signin").hidden = true;
+    await refresh();
+  } catch (error) {
+    showProblem(error, signIn);
+  }
+}
+
+// ------------------------------------------------------------------ keys
+
+async function revealKeys() {
+  if (delivered) return;
+  if (!proof()) return needSignIn();
+  if (!window.isSecureContext) return showProblem(new wallet.Problem("insecure_page"));
+  delivered = {}; // one request at a time
+  try {
+    const pair = await newKeyPair().catch(() => {
+      throw new wallet.Problem("browser_too_old"); // no X25519 in this browser's WebCrypto
+    });
+    const sealed = await api(`/api/orders/${orderId}/keys`, {
+      method: "POST",
+      headers: proof(),
+      json: { public_key: pair.publicKey },
+    });
+    const keys = JSON.parse(await openSealed(sealed.box, pair, orderId));
+    delivered = { keys, salt: sealed.salt, commitment: sealed.commitment };
+    showKeys(keys);
+    await verify();
+  } catch (error) {
+    delivered = null;
+    showProblem(error, revealKeys);
+  }
+}
+
+function showKeys(keys) {
+  const items = keys.map((key) => {
+    const item = document.createElement("li");
+    const code = document.createElement("code");
+    code.textContent = key;
+    const copy = document.createElement("button");
+    copy.type = "button";
+    setText(copy, "copy");
+    copy.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(key);
+        setText(copy, "copied");
+      } catch {
+        getSelection().selectAllChildren(code); // no clipboard access: the buyer copies the selection
+        setText(copy, "copy_selected");
+      }
+    });
+    item.append(code, copy);
+    return item;
+  });
+  $("keys").replaceChildren(...items);
+  $("keys-section").hidden = false;
+}
+
+function verdict(kind, key) {
+  $("verify-result").dataset.verdict = kind;
+  setText($("verify-result"), key);
+}
+
+async function searchFrom() {
+  if (saved?.txHash) {
+    const receipt = await wallet.request("eth_getTransactionReceipt", [saved.txHash]);
+    if (receipt) return Number(BigInt(receipt.blockNumber));
+  }
+  return Math.max(0, Number(BigInt(await wallet.request("eth_blockNumber"))) - LOG_RANGE);
+}
+
+/** Recomputes the commitment from the keys and the salt; compares it with the shop's answer and
+ * with the escrow's OrderDelivered event, read through the wallet's own node. */
+async function verify() {
+  const mine = commitmentOf(orderId, delivered.salt, delivered.keys);
+  if (mine !== delivered.commitment) return verdict("bad", "verify_mismatch_shop");
+  if (!window.ethereum) return verdict("partial", "verify_shop_only");
+  $("verify-button").disabled = true;
+  try {
+    await wallet.requireChain(pageData.chainId);
+    const from = await searchFrom();
+    for (let check = 0; check < CHAIN_CHECKS; check++) {
+      const recorded = await commitmentOnChain(pageData.escrow, orderId, from);
+      if (recorded)
+        return verdict(
+          recorded === mine ? "good" : "bad",
+          recorded === mine ? "verify_ok" : "verify_mismatch_chain",
+        );
+      verdict("waiting", "verify_waiting");
+      await sleep(2000);
+    }
+    verdict("waiting", "verify_not_yet");
+  } catch (error) {
+    verdict("partial", "verify_shop_only");
+    showProblem(error, verify);
+  } finally {
+    $("verify-button").disabled = false;
+  }
+}
+
+$("pay-button").addEventListener("click", pay);
+$("signin-button").addEventListener("click", signIn);
+$("switch-network").addEventListener("click", switchNetwork);
+$("verify-button").addEventListener("click", () => delivered?.keys && verify());
+$("buy-again").href = saved ? `/#product-${saved.quote.productId}` : "/";
+liveSocket(`/api/orders/${orderId}/events`, { onEvent, onOpen: refresh });
+refresh();

@@ -1,0 +1,59 @@
+// The buyer's wallet through EIP-1193 (window.ethereum): accounts, network, transactions.
+// Failures become a Problem naming a text, so the page can say what happened in the
+// buyer's language.
+import { hexlify, toQuantity, toUtf8Bytes } from "../vendor/ethers.min.js";
+import { sleep } from "./api.js";
+
+export class Problem extends Error {
+  constructor(key, vars = {}) {
+    super(key);
+    this.key = key;
+    this.vars = vars;
+  }
+}
+
+export const REJECTED = 4001; // EIP-1193: the user rejected the request
+const UNKNOWN_CHAIN = 4902; // wallet_switchEthereumChain: the wallet does not know the chain
+
+export function request(method, params = []) {
+  if (!window.ethereum) throw new Problem("no_wallet");
+  return window.ethereum.request({ method, params });
+}
+
+export async function connect() {
+  const [account] = await request("eth_requestAccounts");
+  if (!account) throw new Problem("no_account");
+  return account;
+}
+
+/** Throws `wrong_network` unless the wallet is on the shop's chain. */
+export async function requireChain(chainId) {
+  const current = Number(BigInt(await request("eth_chainId")));
+  if (current !== chainId) throw new Problem("wrong_network", { current, expected: chainId });
+}
+
+export async function switchChain(chainId) {
+  try {
+    await request("wallet_switchEthereumChain", [{ chainId: toQuantity(chainId) }]);
+  } catch (error) {
+    if (error?.code === UNKNOWN_CHAIN) throw new Problem("unknown_chain", { expected: chainId });
+    throw error;
+  }
+}
+
+/** personal_sign of a text (Sign-In with Ethereum). */
+export function signMessage(account, text) {
+  return request("personal_sign", [hexlify(toUtf8Bytes(text)), account]);
+}
+
+/** Waits until the transaction is mined; throws `transaction_failed` if it reverted. */
+export async function waitForReceipt(hash) {
+  for (;;) {
+    const receipt = await request("eth_getTransactionReceipt", [hash]);
+    if (receipt) {
+      if (receipt.status !== "0x1") throw new Problem("transaction_failed", { hash });
+      return receipt;
+    }
+    await sleep(1000);
+  }
+}
