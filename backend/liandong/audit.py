@@ -2,43 +2,111 @@
 
 The chain side needs nothing of the shop: the escrow's events say who paid what, which orders were
 delivered (with their commitments) or refunded, and what left the escrow. From them the audit
-recomputes what the escrow must hold per token (unsettled orders + the merchant's balance + refund
-credits + fees) and compares it with what it holds. With the shop's database (and its master key)
-it also checks every delivery against the keys the shop stored: a commitment is recomputed from the
-decrypted keys and the salt, so a shop that recorded one key and handed out another is caught.
+rebuilds the escrow's books per token and checks them against its state at the same block:
+
+- what it holds (`eth_getBalance` / `balanceOf`) must be what it owes: unsettled orders + the
+  merchant's balance + refund credits + fees (a surplus can only come from a plain transfer in);
+- `merchantBalance`, `feeBalance` and every buyer's `refundCredit` must be what the events add up to;
+- every order's storage slot must hold the hash of the terms its `OrderPaid` carried and the status
+  its events led to;
+- no order may stay paid past its delivery deadline.
+
+With the shop's database (and its master key) it also checks every delivery against the keys the
+shop stored: a commitment is recomputed from the decrypted keys and the order's salt, so a shop that
+recorded one key and handed out another is caught; and it lists deliveries one side has and the
+other has not.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
-from eth_abi.abi import decode, encode
+import httpx
+from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from liandong.chain.escrow import ORDER_DELIVERED, ORDER_PAID, ORDER_REFUNDED, rpc_hex, rpc_int
+from liandong.chain.escrow import (
+    ORDER_DELIVERED,
+    ORDER_STATES,
+    ORDER_STATUS,
+    FundsOut,
+    OrderDelivered,
+    OrderPaid,
+    OrderRefunded,
+    decode_funds_out,
+    decode_log,
+    decode_order_record,
+    rpc_hex,
+    rpc_int,
+    terms_hash,
+)
 from liandong.chain.quotes import NATIVE_COIN
-from liandong.store.models import CardKey, Delivery, OrderStatus, ShopOrder
-from liandong.vault.crypto import delivery_commitment
+from liandong.store.models import CardKey, Delivery, OrderStatus, Payment, ShopOrder
+from liandong.vault.crypto import VaultError, delivery_commitment
 from liandong.vault.service import Vault
 
-Rpc = Callable[[str, list[Any]], Any]
-"""A JSON-RPC call: (method, params) → result."""
-
-REFUND_CLAIMED = keccak(text="RefundClaimed(address,address,uint256)")
-MERCHANT_WITHDRAWAL = keccak(text="MerchantWithdrawal(address,address,uint256)")
-FEE_WITHDRAWAL = keccak(text="FeeWithdrawal(address,address,uint256)")
+LOG_CHUNK = 2_000
+"""Blocks per `eth_getLogs`: public providers refuse much larger ranges."""
+CALL_BATCH = 100
+"""Calls per JSON-RPC batch for the per-order and per-buyer state reads."""
+NATIVE = to_checksum_address(NATIVE_COIN)
 BALANCE_OF = keccak(text="balanceOf(address)")[:4]
 MERCHANT_BALANCE = keccak(text="merchantBalance(address)")[:4]
 FEE_BALANCE = keccak(text="feeBalance(address)")[:4]
-LOG_CHUNK = 5_000
+REFUND_CREDIT = keccak(text="refundCredit(address,address)")[:4]
+
+Progress = Callable[[int, int], None]
+"""Hears (blocks read, blocks to read) while the logs are read."""
+
+
+class AuditError(Exception):
+    """The chain could not be read: unreachable, or it refused a call."""
+
+
+class JsonRpc:
+    """JSON-RPC over one kept-alive connection, with batches: an audit reads thousands of slots."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url
+        self._client = httpx.Client(timeout=timeout)
+
+    def __call__(self, method: str, params: list[Any]) -> Any:
+        return self.batch([(method, params)])[0]
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """The results of `calls`, in order; one request for all of them."""
+        body = [{"jsonrpc": "2.0", "id": n, "method": m, "params": p} for n, (m, p) in enumerate(calls)]
+        try:
+            answer = self._client.post(self.url, json=body)
+            answer.raise_for_status()
+            replies = answer.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise AuditError(f"the chain at {self.url} did not answer: {error}") from error
+        by_id = {reply.get("id"): reply for reply in replies} if isinstance(replies, list) else {}
+        results = []
+        for n, (method, _) in enumerate(calls):
+            reply = by_id.get(n, {})
+            if "result" not in reply:
+                raise AuditError(f"{method} failed: {reply.get('error', replies)}")
+            results.append(reply["result"])
+        return results
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._client.close()
 
 
 @dataclass
@@ -55,6 +123,19 @@ class AuditedOrder:
     commitment: str | None = None
     fee: int = 0
     refund_credited: bool = False
+    settled_tx: str | None = None
+
+
+@dataclass(frozen=True)
+class Movement:
+    """Funds that left the escrow other than by a refund (see `FundsOut`)."""
+
+    kind: str
+    token: str
+    recipient: str
+    amount: int
+    block: int
+    tx: str
 
 
 @dataclass
@@ -67,8 +148,9 @@ class TokenBooks:
     refund_credits: int = 0
     withdrawn: int = 0
     fees_withdrawn: int = 0
+    refunds_claimed: int = 0
     held: int | None = None
-    """What the escrow holds of the token now (native balance or `balanceOf`)."""
+    """What the escrow holds of the token at the audited block (native balance or `balanceOf`)."""
 
     @property
     def owed(self) -> int:
@@ -90,6 +172,7 @@ class AuditReport:
     to_block: int
     orders: list[AuditedOrder]
     books: list[TokenBooks]
+    movements: list[Movement]
     findings: list[Finding] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -100,153 +183,291 @@ class AuditReport:
         return exact
 
 
-def _word(value: Any) -> bytes:
-    return bytes.fromhex(rpc_hex(value).removeprefix("0x").rjust(64, "0"))
+@dataclass
+class _Ledger:
+    """The escrow's books rebuilt from its events, in log order."""
 
+    orders: dict[str, AuditedOrder] = field(default_factory=dict)
+    books: dict[str, TokenBooks] = field(default_factory=lambda: {NATIVE: TokenBooks(NATIVE)})
+    credits: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Refunds credited and not claimed, by (token, buyer): what `refundCredit` must hold."""
+    movements: list[Movement] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
 
-def _logs(rpc: Rpc, escrow: str, first: int, last: int) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for start in range(first, last + 1, LOG_CHUNK):
-        found += rpc(
-            "eth_getLogs",
-            [{"address": escrow, "fromBlock": hex(start), "toBlock": hex(min(start + LOG_CHUNK - 1, last))}],
+    def book(self, token: str) -> TokenBooks:
+        return self.books.setdefault(token, TokenBooks(token))
+
+    def apply(self, log: dict[str, Any]) -> None:
+        event = decode_log(log)
+        if isinstance(event, OrderPaid):
+            self._paid(event)
+        elif event is not None:
+            self._settled(event)
+        elif (moved := decode_funds_out(log)) is not None:
+            self._moved(moved)
+
+    def _paid(self, event: OrderPaid) -> None:
+        order = AuditedOrder(
+            "0x" + event.order_id.hex(),
+            event.buyer,
+            event.token,
+            event.amount,
+            event.delivery_deadline,
+            event.position.block_number,
+            event.position.tx_hash,
         )
-    return found
+        self.orders[order.order] = order
+        book = self.book(order.token)
+        book.paid += order.amount
+        book.escrowed += order.amount
 
-
-def _call(rpc: Rpc, to: str, selector: bytes, *args: str) -> int:
-    data = selector + encode(["address"] * len(args), list(args))
-    return int(rpc("eth_call", [{"to": to, "data": "0x" + data.hex()}, "latest"]), 16)
-
-
-def audit_chain(rpc: Rpc, escrow: str, from_block: int = 0) -> AuditReport:
-    """Every order of the escrow and the books per token, from its events alone."""
-    escrow = to_checksum_address(escrow)
-    head = rpc_int(rpc("eth_blockNumber", []))
-    orders: dict[str, AuditedOrder] = {}
-    books: dict[str, TokenBooks] = defaultdict(lambda: TokenBooks(""))
-    for log in _logs(rpc, escrow, from_block, head):
-        _apply(log, orders, books)
-    report = AuditReport(escrow, rpc_int(rpc("eth_chainId", [])), from_block, head, list(orders.values()), [])
-    for token, book in sorted(books.items()):
-        book.token = token
-        book.held = _held(rpc, escrow, token)
-        report.books.append(book)
-        _check_books(rpc, escrow, book, report.findings)
-    now = rpc_int(rpc("eth_getBlockByNumber", ["latest", False])["timestamp"])
-    for order in report.orders:
-        if order.state == "paid" and order.delivery_deadline < now:
-            report.findings.append(
-                Finding("overdue", order.order, "paid, neither delivered nor refunded past its deadline")
+    def _settled(self, event: OrderDelivered | OrderRefunded) -> None:
+        order = self.orders.get("0x" + event.order_id.hex())
+        if order is None:
+            self.findings.append(
+                Finding(
+                    "unseen-payment", "0x" + event.order_id.hex(), "settled, but paid before --from-block"
+                )
             )
+            return
+        if order.state != "paid":
+            self.findings.append(Finding("sequence", order.order, f"settled again after {order.state}"))
+            return
+        book = self.book(order.token)
+        book.escrowed -= order.amount
+        order.settled_tx = event.position.tx_hash
+        if isinstance(event, OrderDelivered):
+            order.state, order.commitment, order.fee = "delivered", "0x" + event.commitment.hex(), event.fee
+            book.merchant += order.amount - event.fee
+            book.fees += event.fee
+        else:
+            order.state, order.refund_credited = "refunded", event.credited
+            if event.credited:
+                book.refund_credits += order.amount
+                self.credits[(order.token, order.buyer)] += order.amount
+
+    def _moved(self, moved: FundsOut) -> None:
+        position = moved.position
+        self.movements.append(
+            Movement(
+                moved.kind,
+                moved.token,
+                moved.recipient,
+                moved.amount,
+                position.block_number,
+                position.tx_hash,
+            )
+        )
+        book = self.book(moved.token)
+        if moved.kind == "withdrawal":
+            book.merchant, book.withdrawn = book.merchant - moved.amount, book.withdrawn + moved.amount
+        elif moved.kind == "fees":
+            book.fees, book.fees_withdrawn = book.fees - moved.amount, book.fees_withdrawn + moved.amount
+        else:
+            book.refund_credits -= moved.amount
+            book.refunds_claimed += moved.amount
+            self.credits[(moved.token, moved.recipient)] -= moved.amount
+
+
+def _address(text: str) -> str:
+    try:
+        return to_checksum_address(text)
+    except ValueError:
+        raise AuditError(f"{text!r} is not an address") from None
+
+
+def _logs(
+    rpc: JsonRpc,
+    escrow: str,
+    first: int,
+    last: int,
+    topics: list[str] | None = None,
+    progress: Progress | None = None,
+) -> Iterator[dict[str, Any]]:
+    for start in range(first, last + 1, LOG_CHUNK):
+        end = min(start + LOG_CHUNK - 1, last)
+        query: dict[str, Any] = {"address": escrow, "fromBlock": hex(start), "toBlock": hex(end)}
+        yield from rpc("eth_getLogs", [query | ({"topics": topics} if topics else {})])
+        if progress is not None:
+            progress(end - first + 1, last - first + 1)
+
+
+def _call(to: str, selector: bytes, types: list[str], values: list[Any], block: int) -> tuple[str, list[Any]]:
+    data = selector + encode(types, values)
+    return "eth_call", [{"to": to, "data": "0x" + data.hex()}, hex(block)]
+
+
+def _batched(rpc: JsonRpc, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+    results: list[Any] = []
+    for start in range(0, len(calls), CALL_BATCH):
+        results += rpc.batch(calls[start : start + CALL_BATCH])
+    return results
+
+
+def audit_chain(
+    rpc: JsonRpc, escrow: str, from_block: int = 0, progress: Progress | None = None
+) -> AuditReport:
+    """Every order of the escrow, its books per token and every way its state departs from its
+    events, up to the chain's head when the audit starts (all state is read at that block)."""
+    escrow = _address(escrow)
+    head = rpc_int(rpc("eth_blockNumber", []))
+    if not rpc_hex(rpc("eth_getCode", [escrow, hex(head)])).removeprefix("0x"):
+        raise AuditError(f"no contract at {escrow}")
+    ledger = _Ledger()
+    for log in _logs(rpc, escrow, from_block, head, progress=progress):
+        ledger.apply(log)
+    report = AuditReport(
+        escrow,
+        rpc_int(rpc("eth_chainId", [])),
+        from_block,
+        head,
+        list(ledger.orders.values()),
+        [ledger.books[token] for token in sorted(ledger.books)],
+        ledger.movements,
+        ledger.findings,
+    )
+    _check_books(rpc, report)
+    _check_order_slots(rpc, report)
+    _check_refund_credits(rpc, report, ledger.credits)
+    _check_deadlines(rpc, report)
     return report
 
 
-def _apply(log: dict[str, Any], orders: dict[str, AuditedOrder], books: dict[str, TokenBooks]) -> None:
-    topics = [_word(topic) for topic in log["topics"]]
-    data = bytes.fromhex(rpc_hex(log["data"]).removeprefix("0x"))
-    if not topics:
-        return
-    if topics[0] == ORDER_PAID:
-        _product, _quantity, token, amount, deadline = decode(
-            ["uint256", "uint256", "address", "uint256", "uint64"], data
-        )
-        order = AuditedOrder(
-            "0x" + topics[1].hex(),
-            to_checksum_address(topics[2][12:]),
-            to_checksum_address(token),
-            amount,
-            deadline,
-            rpc_int(log["blockNumber"]),
-            rpc_hex(log["transactionHash"]),
-        )
-        orders[order.order] = order
-        book = books[order.token]
-        book.paid += amount
-        book.escrowed += amount
-    elif topics[0] in (ORDER_DELIVERED, ORDER_REFUNDED) and "0x" + topics[1].hex() in orders:
-        _settle(orders["0x" + topics[1].hex()], topics[0], data, books)
-    elif topics[0] in (REFUND_CLAIMED, MERCHANT_WITHDRAWAL, FEE_WITHDRAWAL):
-        token_topic = topics[2] if topics[0] == REFUND_CLAIMED else topics[1]
-        book = books[to_checksum_address(token_topic[12:])]
-        (amount,) = decode(["uint256"], data)
-        if topics[0] == REFUND_CLAIMED:
-            book.refund_credits -= amount
-        elif topics[0] == MERCHANT_WITHDRAWAL:
-            book.merchant, book.withdrawn = book.merchant - amount, book.withdrawn + amount
+def _check_books(rpc: JsonRpc, report: AuditReport) -> None:
+    """Holdings against debts, and the escrow's balance variables against the events, per token."""
+    at, escrow = report.to_block, report.escrow
+    calls = []
+    for book in report.books:
+        if book.token == NATIVE:
+            calls.append(("eth_getBalance", [escrow, hex(at)]))
         else:
-            book.fees, book.fees_withdrawn = book.fees - amount, book.fees_withdrawn + amount
-
-
-def _settle(order: AuditedOrder, topic: bytes, data: bytes, books: dict[str, TokenBooks]) -> None:
-    book = books[order.token]
-    book.escrowed -= order.amount
-    if topic == ORDER_DELIVERED:
-        commitment, fee = decode(["bytes32", "uint256"], data)
-        order.state, order.commitment, order.fee = "delivered", "0x" + commitment.hex(), fee
-        book.merchant += order.amount - fee
-        book.fees += fee
-    else:
-        _token, _amount, credited = decode(["address", "uint256", "bool"], data)
-        order.state, order.refund_credited = "refunded", credited
-        if credited:
-            book.refund_credits += order.amount
-
-
-def _held(rpc: Rpc, escrow: str, token: str) -> int:
-    if token == to_checksum_address(NATIVE_COIN):
-        return rpc_int(rpc("eth_getBalance", [escrow, "latest"]))
-    return _call(rpc, token, BALANCE_OF, escrow)
-
-
-def _check_books(rpc: Rpc, escrow: str, book: TokenBooks, findings: list[Finding]) -> None:
-    """The escrow's invariant: what it holds is what it owes (more only through direct transfers)."""
-    assert book.held is not None
-    if book.held < book.owed:
-        findings.append(
-            Finding("shortfall", None, f"{book.token}: holds {book.held}, owes {book.owed} (from its events)")
-        )
-    elif book.held > book.owed:
-        findings.append(
-            Finding("surplus", None, f"{book.token}: holds {book.held - book.owed} more than it owes")
-        )
-    for selector, name, expected in (
-        (MERCHANT_BALANCE, "merchantBalance", book.merchant),
-        (FEE_BALANCE, "feeBalance", book.fees),
-    ):
-        stored = _call(rpc, escrow, selector, book.token)
-        if stored != expected:
-            findings.append(
-                Finding("state", None, f"{book.token}: {name} is {stored}, the events say {expected}")
+            calls.append(_call(book.token, BALANCE_OF, ["address"], [escrow], at))
+        calls.append(_call(escrow, MERCHANT_BALANCE, ["address"], [book.token], at))
+        calls.append(_call(escrow, FEE_BALANCE, ["address"], [book.token], at))
+    answers = iter(rpc_int(answer) for answer in _batched(rpc, calls))
+    for book in report.books:
+        book.held, merchant, fees = next(answers), next(answers), next(answers)
+        if book.held < book.owed:
+            report.findings.append(
+                Finding(
+                    "shortfall", None, f"{book.token}: holds {book.held}, owes {book.owed} (from its events)"
+                )
             )
+        elif book.held > book.owed:
+            report.findings.append(
+                Finding("surplus", None, f"{book.token}: holds {book.held - book.owed} more than it owes")
+            )
+        for name, stored, expected in (
+            ("merchantBalance", merchant, book.merchant),
+            ("feeBalance", fees, book.fees),
+        ):
+            if stored != expected:
+                report.findings.append(
+                    Finding("state", None, f"{book.token}: {name} is {stored}, the events say {expected}")
+                )
+
+
+def _check_order_slots(rpc: JsonRpc, report: AuditReport) -> None:
+    """Each order's slot: the hash of the terms `OrderPaid` carried, and the status of its events."""
+    at = report.to_block
+    calls = [
+        _call(report.escrow, ORDER_STATUS, ["bytes32"], [bytes.fromhex(o.order[2:])], at)
+        for o in report.orders
+    ]
+    for order, answer in zip(report.orders, _batched(rpc, calls), strict=True):
+        status, stored_terms = decode_order_record(bytes.fromhex(rpc_hex(answer)[2:]))
+        if stored_terms != terms_hash(order.buyer, order.token, order.amount, order.delivery_deadline):
+            report.findings.append(
+                Finding("storage", order.order, "its slot holds other terms than OrderPaid's")
+            )
+        elif ORDER_STATES[status] != order.state:
+            report.findings.append(
+                Finding(
+                    "storage", order.order, f"its slot says {ORDER_STATES[status]}, its events {order.state}"
+                )
+            )
+
+
+def _check_refund_credits(rpc: JsonRpc, report: AuditReport, credits: Counter[tuple[str, str]]) -> None:
+    pairs = sorted(credits)
+    calls = [
+        _call(report.escrow, REFUND_CREDIT, ["address", "address"], list(p), report.to_block) for p in pairs
+    ]
+    for (token, buyer), answer in zip(pairs, _batched(rpc, calls), strict=True):
+        stored, expected = rpc_int(answer), credits[(token, buyer)]
+        if stored != expected:
+            detail = f"{token}: refundCredit of {buyer} is {stored}, the events say {expected}"
+            report.findings.append(Finding("state", None, detail))
+
+
+def _check_deadlines(rpc: JsonRpc, report: AuditReport) -> None:
+    """The escrow lets the buyer take the money back once the block time passes the deadline."""
+    now = rpc_int(rpc("eth_getBlockByNumber", [hex(report.to_block), False])["timestamp"])
+    for order in report.orders:
+        if order.state == "paid" and now > order.delivery_deadline:
+            report.findings.append(
+                Finding("overdue", order.order, "paid, neither delivered nor refunded past its deadline")
+            )
+
+
+# ------------------------------------------------------------------ the shop's side
 
 
 def reconcile(report: AuditReport, engine: Engine, vault: Vault) -> None:
     """Adds to `report` every disagreement between the chain and the shop's records."""
     on_chain = {order.order: order for order in report.orders}
     with Session(engine) as session:
-        shop_orders = {
+        known = {
             order.chain_order_id: order
-            for order in session.exec(select(ShopOrder).where(col(ShopOrder.payer).is_not(None)))
+            for order in session.exec(select(ShopOrder).where(ShopOrder.status != OrderStatus.QUOTED))
         }
-        for chain_order_id, order in shop_orders.items():
-            found = on_chain.get(chain_order_id)
-            if found is None and order.status == OrderStatus.DELIVERED:
-                report.findings.append(
-                    Finding("unpaid-delivery", chain_order_id, "delivered with no payment")
-                )
-            elif found is not None and found.state == "delivered":
-                _check_commitment(session, vault, order, found, report.findings)
-        for chain_order_id, found in on_chain.items():
-            if found.state == "delivered" and chain_order_id not in shop_orders:
-                report.findings.append(
-                    Finding("unknown-delivery", chain_order_id, "delivered on-chain, unknown to the shop")
-                )
+        for found in on_chain.values():
+            finding = _compare(session, vault, found, known.get(found.order))
+            if finding is not None:
+                report.findings.append(finding)
+        report.findings += [
+            Finding("unpaid-delivery", key, "delivered by the shop, never paid on-chain")
+            for key in _delivered_unpaid(session, known, on_chain, report.to_block)
+        ]
+
+
+def _compare(session: Session, vault: Vault, found: AuditedOrder, order: ShopOrder | None) -> Finding | None:
+    """What is wrong with an order the chain knows, seen from the shop's records (a payment the
+    shop has not delivered yet is the chain's business: it becomes overdue)."""
+    if order is None or order.status != OrderStatus.DELIVERED:
+        if found.state != "delivered":
+            return None
+        state = order.status.value if order else "unknown"
+        return Finding("unknown-delivery", found.order, f"delivered on-chain; the shop has it {state}")
+    if found.state == "delivered":
+        return _check_commitment(session, vault, order, found)
+    if found.state == "refunded":
+        return Finding("refunded-delivery", found.order, "refunded on-chain; the shop handed out its keys")
+    return None
+
+
+def _delivered_unpaid(
+    session: Session, known: dict[str, ShopOrder], on_chain: dict[str, AuditedOrder], to_block: int
+) -> list[str]:
+    """The shop's deliveries with no payment on-chain, leaving out payments the shop recorded in
+    blocks after the audited one (a running shop goes on while the audit reads)."""
+    delivered = [
+        key for key, order in known.items() if order.status == OrderStatus.DELIVERED and key not in on_chain
+    ]
+    later = set(
+        session.exec(
+            select(Payment.chain_order_id).where(
+                col(Payment.chain_order_id).in_(delivered), col(Payment.block_number) > to_block
+            )
+        )
+    )
+    return [key for key in delivered if key not in later]
 
 
 def _check_commitment(
-    session: Session, vault: Vault, order: ShopOrder, found: AuditedOrder, findings: list[Finding]
-) -> None:
+    session: Session, vault: Vault, order: ShopOrder, found: AuditedOrder
+) -> Finding | None:
+    """The on-chain commitment recomputed from the keys the shop stored for the order, decrypted."""
     rows = session.exec(
         select(CardKey.ciphertext)
         .join(Delivery, col(Delivery.card_key_id) == col(CardKey.id))
@@ -254,60 +475,88 @@ def _check_commitment(
         .order_by(col(Delivery.line_no))
     ).all()
     if not rows or order.salt is None:
-        findings.append(Finding("no-keys", found.order, "delivered on-chain, no keys in the shop's records"))
-        return
-    keys = [vault.decrypt(session, order.product_id, ciphertext) for ciphertext in rows]
+        return Finding("no-keys", found.order, "delivered on-chain, no keys in the shop's records")
+    try:
+        keys = [vault.decrypt(session, order.product_id, ciphertext) for ciphertext in rows]
+    except VaultError as error:
+        raise AuditError(f"the shop's keys do not decrypt (is this its master key?): {error}") from error
     expected = delivery_commitment(bytes.fromhex(found.order[2:]), bytes.fromhex(order.salt[2:]), keys)
     if "0x" + expected.hex() != found.commitment:
-        findings.append(
-            Finding("commitment", found.order, "the on-chain commitment is not that of the stored keys")
-        )
+        return Finding("commitment", found.order, "the on-chain commitment is not that of the stored keys")
+    return None
 
 
-def commitment_on_chain(rpc: Rpc, escrow: str, chain_order_id: str) -> str | None:
+def commitment_on_chain(rpc: JsonRpc, escrow: str, chain_order_id: str, from_block: int = 0) -> str | None:
     """The commitment the escrow recorded for an order, or None if it recorded no delivery."""
-    logs = rpc(
-        "eth_getLogs",
-        [
-            {
-                "address": to_checksum_address(escrow),
-                "fromBlock": "0x0",
-                "toBlock": "latest",
-                "topics": ["0x" + ORDER_DELIVERED.hex(), chain_order_id],
-            }
-        ],
+    head = rpc_int(rpc("eth_blockNumber", []))
+    topics = ["0x" + ORDER_DELIVERED.hex(), chain_order_id.lower()]
+    for log in _logs(rpc, _address(escrow), from_block, head, topics):
+        event = decode_log(log)
+        if isinstance(event, OrderDelivered):
+            return "0x" + event.commitment.hex()
+    return None
+
+
+# ------------------------------------------------------------------ the report as a page
+
+
+def _rows(cells: Iterable[Iterable[object]]) -> str:
+    return "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in cells
     )
-    if not logs:
-        return None
-    commitment, _fee = decode(["bytes32", "uint256"], bytes.fromhex(rpc_hex(logs[0]["data"])[2:]))
-    return "0x" + bytes(commitment).hex()
+
+
+def _table(headers: Sequence[str], cells: Iterable[Iterable[object]]) -> str:
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in headers)
+    body = _rows(cells) or f'<tr><td colspan="{len(headers)}">none</td></tr>'
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+BOOK_COLUMNS = ("token", "paid", "escrowed", "merchant", "refund credits", "fees", "owed", "held")
+ORDER_COLUMNS = ("order", "state", "buyer", "token", "amount", "fee", "commitment / refund")
+MOVEMENT_COLUMNS = ("kind", "token", "recipient", "amount", "block", "transaction")
+FINDING_COLUMNS = ("kind", "order", "detail")
+
+
+def book_row(book: TokenBooks) -> tuple[object, ...]:
+    return (
+        book.token,
+        book.paid,
+        book.escrowed,
+        book.merchant,
+        book.refund_credits,
+        book.fees,
+        book.owed,
+        book.held,
+    )
+
+
+def order_row(order: AuditedOrder) -> tuple[object, ...]:
+    outcome = order.commitment or (
+        "credited" if order.refund_credited else "sent" if order.state == "refunded" else ""
+    )
+    return (order.order, order.state, order.buyer, order.token, order.amount, order.fee, outcome)
+
+
+def movement_row(movement: Movement) -> tuple[object, ...]:
+    return (movement.kind, movement.token, movement.recipient, movement.amount, movement.block, movement.tx)
 
 
 def html_report(report: AuditReport) -> str:
     """A standalone page (no external assets) an auditor can keep or send."""
-
-    def rows(cells: Iterable[Iterable[object]]) -> str:
-        return "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in cells
-        )
-
-    books = rows(
-        (b.token, b.paid, b.escrowed, b.merchant, b.refund_credits, b.fees, b.owed, b.held)
-        for b in report.books
-    )
-    orders = rows((o.order, o.state, o.buyer, o.token, o.amount, o.commitment or "") for o in report.orders)
-    findings = (
-        rows((f.kind, f.order or "", f.detail) for f in report.findings) or "<tr><td colspan=3>none</td></tr>"
-    )
-    return f"""<!doctype html><html lang="en"><meta charset="utf-8"><title>Audit of {report.escrow}</title>
+    states = Counter(order.state for order in report.orders)
+    summary = ", ".join(f"{count} {state}" for state, count in sorted(states.items())) or "no orders"
+    return f"""<!doctype html><html lang="en"><meta charset="utf-8">
+<title>Audit of {html.escape(report.escrow)}</title>
 <style>body{{font:14px system-ui;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;font-family:monospace}}</style>
+td,th{{border:1px solid #ccc;padding:.3em .6em;font-family:monospace;text-align:left}}
+h2{{margin-top:1.5em}}</style>
 <h1>Escrow {html.escape(report.escrow)} (chain {report.chain_id})</h1>
-<p>Blocks {report.from_block} to {report.to_block}: {len(report.orders)} orders,
-{len(report.findings)} findings.</p>
-<h2>Findings</h2><table><tr><th>kind<th>order<th>detail</tr>{findings or "<tr><td colspan=3>none"}</table>
-<h2>Books per token</h2><table><tr><th>token<th>paid<th>escrowed<th>merchant<th>refund credits<th>fees
-<th>owed<th>held</tr>{books}</table>
-<h2>Orders</h2><table><tr><th>order<th>state<th>buyer<th>token<th>amount<th>commitment</tr>{orders}</table>
+<p>Blocks {report.from_block} to {report.to_block}: {len(report.orders)} orders ({summary}),
+{len(report.findings)} finding(s).</p>
+<h2>Findings</h2>{_table(FINDING_COLUMNS, ((f.kind, f.order or "", f.detail) for f in report.findings))}
+<h2>Books per token</h2>{_table(BOOK_COLUMNS, map(book_row, report.books))}
+<h2>Withdrawals and claimed refunds</h2>{_table(MOVEMENT_COLUMNS, map(movement_row, report.movements))}
+<h2>Orders</h2>{_table(ORDER_COLUMNS, map(order_row, report.orders))}
 </html>
 """

@@ -1,4 +1,5 @@
-"""Buyers on a dev chain: quote an order in the shop's store and pay it from a funded dev account.
+"""Buyers on a dev chain: quote an order (in the shop's store, or through its API) and pay it from a
+funded dev account.
 
 Used by the tests, the benchmarks and `liandong simulate`; nothing here is meant for a real chain.
 """
@@ -12,17 +13,19 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from eth_abi.abi import encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from web3 import Web3
 
 from liandong.chain.deployment import DeploymentRecord
@@ -31,7 +34,7 @@ from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote
 from liandong.core.config import Settings
 from liandong.services.orders import IssuedQuote, create_quote
 from liandong.store.db import make_engine, migrate
-from liandong.store.models import Product, ProductPrice, ShopOrder
+from liandong.store.models import OrderStatus, Product, ProductPrice, ShopOrder, as_utc, utcnow
 from liandong.vault.crypto import load_keyring
 from liandong.vault.importer import import_keys
 from liandong.vault.service import Vault
@@ -101,6 +104,90 @@ def quote_from_api(terms: dict[str, Any]) -> Quote:
 
 OPERATOR = dev_account(0)
 PRICE = 10**15
+SIMULATED_BUYERS = tuple(range(1, 9))
+"""The dev accounts `liandong simulate` pays from: not #0, which deploys and operates (its nonces
+are the settlement sender's), nor #9, the demo wallet `liandong up` offers for a browser."""
+POLL_SECONDS = 0.1
+SETTLED_STATES = (OrderStatus.DELIVERED, OrderStatus.REFUNDING, OrderStatus.REFUNDED)
+
+
+class SimulationError(Exception):
+    """The shop refused a quote: sold out, rate-limited, not for sale."""
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    order: str
+    """The escrow's order id."""
+    paid_at: datetime
+    """When the buyer sent the payment (UTC)."""
+
+
+@dataclass(frozen=True)
+class SimulationOutcome:
+    latencies: list[float]
+    """Seconds from sending the payment to the keys being handed out, per delivered order."""
+    refunded: int
+    """Orders the shop could not deliver (out of stock) and refunds."""
+    waiting: int
+    """Orders neither delivered nor refunded when the wait ended."""
+
+
+def place_orders(
+    api: httpx.Client,
+    buyers: Sequence[DevBuyer],
+    product_ids: Sequence[int],
+    count: int,
+    rate: float,
+    on_paid: Callable[[], None],
+) -> list[PlacedOrder]:
+    """Quotes `count` orders through the shop's API (`POST /api/quotes`) and pays them in the
+    native coin from `buyers` in turn, `rate` a second: each at its own time on a fixed schedule,
+    so a slow answer delays the next payment without lowering the rate after it."""
+    start = time.monotonic()
+    placed = []
+    for n in range(count):
+        time.sleep(max(0.0, start + n / rate - time.monotonic()))
+        buyer = buyers[n % len(buyers)]
+        request = {"product_id": product_ids[n % len(product_ids)], "token": NATIVE_COIN}
+        answer = api.post("/api/quotes", json=request | {"buyer": buyer.account.address})
+        if answer.status_code != 201:
+            limited = (
+                " (quotes are limited per client: LIANDONG_QUOTE_RATE_LIMIT)"
+                if answer.status_code == 429
+                else ""
+            )
+            raise SimulationError(
+                f"order {n + 1}: the shop answered {answer.status_code}: {answer.text}{limited}"
+            )
+        issued = answer.json()
+        paid_at = utcnow()
+        buyer.pay(quote_from_api(issued["quote"]), bytes.fromhex(issued["signature"].removeprefix("0x")))
+        placed.append(PlacedOrder(issued["order"], paid_at))
+        on_paid()
+    return placed
+
+
+def await_outcomes(
+    engine: Engine, placed: Sequence[PlacedOrder], timeout: float, on_settled: Callable[[int], None]
+) -> SimulationOutcome:
+    """Watches the shop's store until every order is delivered or refunded, or `timeout` passes."""
+    pending = {order.order: order.paid_at for order in placed}
+    latencies: list[float] = []
+    refunded = 0
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        settled = _settled(engine, list(pending))
+        for order, status, delivered_at in settled:
+            paid_at = pending.pop(order)
+            if status == OrderStatus.DELIVERED and delivered_at is not None:
+                latencies.append((as_utc(delivered_at) - paid_at).total_seconds())
+            else:
+                refunded += 1
+        on_settled(len(settled))
+        if pending:
+            time.sleep(POLL_SECONDS)
+    return SimulationOutcome(latencies, refunded, len(pending))
 
 
 @dataclass
@@ -256,3 +343,17 @@ class LocalShop:
                 return result
             time.sleep(0.05)
         raise TimeoutError(f"timed out waiting for {what}\n--- node log ---\n{self.log()}")
+
+
+def _settled(engine: Engine, orders: list[str]) -> list[tuple[str, OrderStatus, datetime | None]]:
+    """Which of `orders` are delivered or refunded, in queries of at most 500 ids."""
+    found: list[tuple[str, OrderStatus, datetime | None]] = []
+    with Session(engine) as session:
+        for start in range(0, len(orders), 500):
+            found += session.exec(
+                select(ShopOrder.chain_order_id, col(ShopOrder.status), ShopOrder.delivered_at).where(
+                    col(ShopOrder.chain_order_id).in_(orders[start : start + 500]),
+                    col(ShopOrder.status).in_(SETTLED_STATES),
+                )
+            ).all()
+    return found

@@ -1,5 +1,5 @@
 """`liandong audit` reads the escrow's books from the chain and reconciles them with the shop's
-records: on a chain with planted faults it reports exactly those; `verify-key` checks a buyer's key."""
+records: on a chain with planted faults it reports exactly those. `verify-key` checks a buyer's key."""
 
 from __future__ import annotations
 
@@ -7,80 +7,136 @@ import json
 from pathlib import Path
 from typing import Any
 
-from liandong.simulate import LocalShop
+from eth_abi.abi import encode
+from eth_utils.crypto import keccak
+from liandong.chain.escrow import record_deliveries_calldata
+from liandong.chain.quotes import NATIVE_COIN
+from liandong.chain.settlement import order_terms
+from liandong.simulate import OPERATOR, PRICE, LocalShop
 from liandong.store.models import CardKey, Delivery, OrderStatus
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from tests.cli.test_commands import run
+from tests.cli.runner import run
 
 TWO_HOURS = 2 * 3600
+WITHDRAW = keccak(text="withdraw(address)")[:4]
 
 
-def test_audit_finds_exactly_the_planted_faults_and_verify_key_checks_a_key(
+def _rpc(shop: LocalShop, method: str, *params: Any) -> Any:
+    return shop.w3.provider.make_request(method, list(params))["result"]  # type: ignore[arg-type]
+
+
+def _send_as_operator(shop: LocalShop, data: bytes) -> None:
+    """A transaction from the operator key (also the escrow's owner on the dev chain), unmined."""
+    base_fee = int(shop.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+    signed = OPERATOR.sign_transaction(
+        {
+            "type": 2,
+            "chainId": shop.record.chain_id,
+            "nonce": shop.w3.eth.get_transaction_count(OPERATOR.address, "pending"),
+            "to": shop.record.escrow,
+            "data": data,
+            "value": 0,
+            "gas": 300_000,
+            "maxFeePerGas": 2 * base_fee + 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        }
+    )
+    shop.w3.eth.send_raw_transaction(signed.raw_transaction)
+
+
+def _audit(shop: LocalShop, *extra: str) -> Any:
+    wide = {**shop.env(), "COLUMNS": "250"}
+    return run(wide, "audit", "--rpc", shop.anvil.http_url, "--escrow", shop.record.escrow, *extra)
+
+
+def _key_of(shop: LocalShop, chain_order_id: str) -> str:
+    order = shop.order(chain_order_id)
+    with Session(shop.engine) as session:
+        ciphertext = session.exec(
+            select(CardKey.ciphertext).join(Delivery).where(Delivery.order_id == order.id)
+        ).one()
+        return shop.vault.decrypt(session, order.product_id, ciphertext)
+
+
+def _plant_a_forged_commitment(shop: LocalShop, product: int) -> str:
+    """The shop delivers an order; before its record reaches the chain the node dies, and the
+    operator key records a commitment to another key instead. Returns the order's id."""
+    _rpc(shop, "evm_setAutomine", False)
+    forged = shop.quote(product)
+    shop.buyer(7).pay(forged.quote, forged.signature)
+    _rpc(shop, "evm_mine")  # the payment alone
+    order = forged.order.chain_order_id
+    shop.wait_for(lambda: shop.order(order).status == OrderStatus.DELIVERED, 20, "the delivery")
+    shop.wait_for(lambda: _rpc(shop, "txpool_status")["pending"] != "0x0", 20, "the shop's record sent")
+    shop.kill()
+    _rpc(shop, "anvil_dropAllTransactions")
+    _send_as_operator(
+        shop, record_deliveries_calldata([(order_terms(shop.order(order)), keccak(b"another key"))])
+    )
+    _rpc(shop, "evm_mine")
+    _rpc(shop, "evm_setAutomine", True)
+    return order
+
+
+def test_audit_reports_exactly_the_planted_faults_and_verify_key_checks_keys(
     shop_factory: Any, tmp_path: Path
 ) -> None:
     shop: LocalShop = shop_factory()
     product = shop.add_product("audited", [f"A-{n}" for n in range(10)])
     shop.start()
-    delivered = [shop.quote(product) for _ in range(3)]
-    for n, issued in enumerate(delivered):
+    honest = [shop.quote(product) for _ in range(3)]
+    for n, issued in enumerate(honest):
         shop.buyer(4 + n).pay(issued.quote, issued.signature)
-    keys = [issued.order.chain_order_id for issued in delivered]
-    shop.wait_for(lambda: all(shop.order(k).committed_at for k in keys), 30, "deliveries on-chain")
-    honest = run(shop.env(), "audit", "--rpc", shop.anvil.http_url, "--escrow", shop.record.escrow)
-    assert honest.returncode == 0, honest.stdout + honest.stderr
-    assert "0 finding(s)" in honest.stdout
+    orders = [issued.order.chain_order_id for issued in honest]
+    shop.wait_for(lambda: all(shop.order(o).committed_at for o in orders), 30, "deliveries on-chain")
+    _send_as_operator(shop, WITHDRAW + encode(["address"], [NATIVE_COIN]))  # the merchant's takings
+    clean = _audit(shop, "--database-url", shop.settings().resolved_database_url)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "0 finding(s)" in clean.stdout
 
-    # Planted 1: the shop's records now hold another key than the one committed on-chain.
-    tampered = shop.order(keys[0])
-    with Session(shop.engine) as session:
-        line = session.exec(select(Delivery).where(Delivery.order_id == tampered.id)).one()
-        spare = session.exec(select(CardKey).where(col(CardKey.order_id).is_(None))).first()
-        assert spare is not None
-        line.card_key_id, spare.order_id = spare.id, tampered.id  # type: ignore[assignment]
-        session.add_all([line, spare])
-        session.commit()
-    # Planted 2: a payment the shop never delivered, past its deadline.
-    shop.kill()
-    overdue = shop.quote(product)
-    shop.buyer(8).pay(overdue.quote, overdue.signature)
-    shop.w3.provider.make_request("evm_increaseTime", [TWO_HOURS])  # type: ignore[arg-type]
-    shop.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    forged = _plant_a_forged_commitment(shop, product)
+    overdue = shop.quote(product)  # a payment the shop (down) never delivered, past its deadline
+    paid = shop.buyer(8).pay(overdue.quote, overdue.signature)
+    assert shop.w3.eth.wait_for_transaction_receipt(paid, timeout=10)["status"] == 1  # type: ignore[arg-type]
+    _rpc(shop, "evm_increaseTime", TWO_HOURS)
+    _rpc(shop, "evm_mine")
 
     report_file, page = tmp_path / "audit.json", tmp_path / "audit.html"
-    audited = run(
-        shop.env(),
-        "audit",
-        "--rpc",
-        shop.anvil.http_url,
-        "--escrow",
-        shop.record.escrow,
-        "--database-url",
-        shop.settings().resolved_database_url,
-        "--json",
-        str(report_file),
-        "--html",
-        str(page),
-    )
+    url = shop.settings().resolved_database_url
+    audited = _audit(shop, "--database-url", url, "--json", str(report_file), "--html", str(page))
     assert audited.returncode == 1, audited.stdout + audited.stderr
     report = json.loads(report_file.read_text())
     findings = {(finding["kind"], finding["order"]) for finding in report["findings"]}
-    assert findings == {("commitment", keys[0]), ("overdue", overdue.order.chain_order_id)}
+    assert findings == {("commitment", forged), ("overdue", overdue.order.chain_order_id)}
+    assert [(m["kind"], m["amount"]) for m in report["movements"]] == [("withdrawal", 3 * PRICE)]
     [book] = report["books"]
-    assert book["held"] == book["owed"] == 4 * int(overdue.order.amount)  # 3 delivered (no fee) + 1 escrowed
-    assert keys[0] in page.read_text()
-    assert shop.order(overdue.order.chain_order_id).status == OrderStatus.QUOTED  # the node never saw it
+    # Owed: the forged order's takings (the merchant's now) and the overdue payment (escrowed).
+    assert (book["merchant"], book["escrowed"]) == (PRICE, PRICE)
+    assert book["held"] == book["owed"] == 2 * PRICE
+    states = {order["order"]: order["state"] for order in report["orders"]}
+    assert states == {**dict.fromkeys([*orders, forged], "delivered"), overdue.order.chain_order_id: "paid"}
+    html = page.read_text()
+    assert forged in html
+    assert "src=" not in html  # standalone: nothing to load
+    assert "href=" not in html
+    assert forged in audited.stdout
 
-    # A buyer checks their key with what the shop gave them: the key and the salt.
-    buyer_order = shop.order(keys[1])
-    with Session(shop.engine) as session:
-        ciphertext = session.exec(
-            select(CardKey.ciphertext).join(Delivery).where(Delivery.order_id == buyer_order.id)
-        ).one()
-        key = shop.vault.decrypt(session, product, ciphertext)
-    verify = ["verify-key", "--rpc", shop.anvil.http_url, "--escrow", shop.record.escrow, "--order", keys[1]]
-    salt = ["--salt", str(buyer_order.salt)]
-    assert run(shop.env(), *verify, "--key", key, *salt).returncode == 0
-    wrong = run(shop.env(), *verify, "--key", "A-not-mine", *salt)
+    # From the chain alone (no database) only the overdue payment shows.
+    alone = _audit(shop, "--summary")
+    assert alone.returncode == 1
+    assert "1 finding(s)" in alone.stdout
+    assert "overdue" in alone.stdout
+
+    # A buyer checks the keys they got, with the salt the shop gave them.
+    verify = ["verify-key", "--rpc", shop.anvil.http_url, "--escrow", shop.record.escrow]
+    salt = ["--salt", str(shop.order(orders[1]).salt)]
+    good = run(shop.env(), *verify, "--order", orders[1], "--key", _key_of(shop, orders[1]), *salt)
+    assert good.returncode == 0, good.stdout + good.stderr
+    wrong = run(shop.env(), *verify, "--order", orders[1], "--key", "A-not-mine", *salt)
     assert wrong.returncode == 1
     assert "MISMATCH" in wrong.stderr
+    forged_salt = ["--salt", str(shop.order(forged).salt)]
+    cheated = run(shop.env(), *verify, "--order", forged, "--key", _key_of(shop, forged), *forged_salt)
+    assert cheated.returncode == 1
+    assert "MISMATCH" in cheated.stderr

@@ -1,87 +1,95 @@
-"""The merchant's commands against a running `liandong up`, and a refund from the command line."""
+"""The merchant's commands on a shop whose node runs: logins, products, key imports, orders, and a
+refund from the command line that the node then sends on-chain."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
+import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-from liandong.chain.devnet import free_port
-from liandong.simulate import LocalShop
+from liandong.simulate import PRICE, LocalShop
 from liandong.store.models import OrderStatus
 
-from tests.test_deploy import _read_until_ready, _start_shop, _stop
+from tests.cli.runner import run
 
 
-def run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["liandong", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-@pytest.fixture
-def running_shop(tmp_path: Path) -> Iterator[dict[str, str]]:
-    data_dir = tmp_path / "shop"
-    port, api_port = free_port(), free_port()
-    shop = _start_shop(data_dir, port, api_port)
-    try:
-        _read_until_ready(shop)
-        yield {
-            **os.environ,
-            "LIANDONG_DATA_DIR": str(data_dir),
-            "LIANDONG_ANVIL_PORT": str(port),
-            "LIANDONG_API_PORT": str(api_port),
-            "COLUMNS": "200",
-        }
-    finally:
-        assert _stop(shop) == 0
-
-
-def test_simulate_and_the_merchant_commands_on_a_running_shop(
-    running_shop: dict[str, str], tmp_path: Path
+def test_the_merchant_commands_and_a_refund_sent_by_the_running_node(
+    shop_factory: Any, tmp_path: Path
 ) -> None:
-    env = running_shop
-    simulated = run(env, "simulate", "--buyers", "3", "--orders", "12", "--rate", "20")
-    assert simulated.returncode == 0, simulated.stdout + simulated.stderr
-    assert "12 of 12 orders delivered" in simulated.stdout
+    shop: LocalShop = shop_factory(confirmations=3)
+    env = {**shop.env(), "COLUMNS": "250"}
 
-    listed = run(env, "orders", "list", "--status", "delivered")
-    assert "12 order(s)" in listed.stdout
-    status = run(env, "status")
-    assert status.returncode == 0, status.stderr
-    assert "checkpoint" in status.stdout
+    login = ["merchant", "add", "alice", "--password-stdin"]
+    assert run(env, *login, stdin="a long enough password\n").returncode == 0
+    taken = run(env, *login, stdin="another long password\n")
+    assert taken.returncode == 1, taken.stdout
+
+    dollars = shop.record.tokens["DUSD"]
+    created = run(
+        env,
+        "products",
+        "add",
+        "CLI-1",
+        "CLI product",
+        "--price",
+        f"native={PRICE}",
+        "--price",
+        f"{dollars}=5",
+    )
+    assert created.returncode == 0, created.stderr
+    found = re.search(r"Product (\d+) \(CLI-1\) created", created.stdout)
+    assert found is not None, created.stdout
+    product = found.group(1)
+    refused = run(env, "products", "add", "CLI-2", "no price", "--price", "native=-1")
+    assert refused.returncode == 1
+    assert "invalid product" in refused.stderr
 
     bad = tmp_path / "bad.txt"
     bad.write_text("NEW-1\nNEW-2\nNEW-\x073\n")
-    refused = run(env, "keys", "import", "1", str(bad))
-    assert refused.returncode == 1
-    assert "nothing imported: line 3: control character U+0007" in refused.stderr
+    not_imported = run(env, "keys", "import", product, str(bad))
+    assert not_imported.returncode == 1
+    assert "nothing imported: line 3: control character U+0007" in not_imported.stderr
+    assert "0 / 0" in run(env, "products", "list").stdout  # all or nothing
     good = tmp_path / "good.txt"
-    good.write_text("NEW-1\nNEW-2\nNEW-1\n")
-    imported = run(env, "keys", "import", "1", str(good))
+    good.write_text("NEW-1\nNEW-2\nNEW-1\nNEW-3\nNEW-4\n")
+    imported = run(env, "keys", "import", product, str(good))
     assert imported.returncode == 0, imported.stderr
-    assert "Imported 2 key(s); skipped 1 repeated in the file" in imported.stdout
-    products = run(env, "products", "list")
-    assert "190 / 202" in products.stdout  # 200 demo keys + 2, less the 12 sold (all of product 1)
+    assert "Imported 4 key(s); skipped 1 repeated in the file and 0 already in stock" in imported.stdout
+    assert run(env, "products", "edit", product, "--unlisted").returncode == 0
+    unlisted = run(env, "products", "list").stdout
+    assert re.search(r"CLI-1 .* no .* 4 / 4", unlisted), unlisted
+    assert run(env, "products", "edit", product, "--listed", "--price", f"native={PRICE}").returncode == 0
 
-    added = run(env, "merchant", "add", "bob", "--password-stdin", stdin="a long enough password\n")
-    assert added.returncode == 0, added.stderr
-    again = run(env, "merchant", "add", "bob", "--password-stdin", stdin="a long enough password\n")
-    assert again.returncode == 1
-
-
-def test_a_refund_from_the_command_line_is_sent_by_the_running_node(shop_factory: Any) -> None:
-    shop: LocalShop = shop_factory(confirmations=50)
-    product = shop.add_product("cli-refund", ["C-1"])
     shop.start()
-    issued = shop.quote(product)
-    shop.buyer(7).pay(issued.quote, issued.signature)
-    order = issued.order.chain_order_id
-    shop.wait_for(lambda: shop.order(order).status == OrderStatus.PAID, 20, "the payment seen")
-    refunded = run(shop.env(), "refund", order, "--reason", "asked by phone")
-    assert refunded.returncode == 0, refunded.stderr
-    shop.wait_for(lambda: shop.order(order).status == OrderStatus.REFUNDED, 30, "the on-chain refund")
-    assert run(shop.env(), "refund", order).returncode == 1  # nothing left to refund
+    kept, refunded = shop.quote(int(product)), shop.quote(int(product))
+    shop.buyer(4).pay(kept.quote, kept.signature)
+    shop.buyer(5).pay(refunded.quote, refunded.signature)
+    kept_id, refunded_id = kept.order.chain_order_id, refunded.order.chain_order_id
+    shop.wait_for(lambda: shop.order(refunded_id).status == OrderStatus.PAID, 20, "the payments seen")
+    asked = run(env, "refund", refunded_id, "--reason", "asked by phone")
+    assert asked.returncode == 0, asked.stderr
+    assert run(env, "refund", refunded_id).returncode == 1  # already on its way
+    for _ in range(3):
+        shop.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    shop.wait_for(lambda: shop.order(refunded_id).status == OrderStatus.REFUNDED, 30, "the on-chain refund")
+    shop.wait_for(lambda: shop.order(kept_id).committed_at, 30, "the delivery recorded on-chain")
+
+    assert "1 order(s)" in run(env, "orders", "list", "--status", "refunded").stdout
+    buyer = shop.buyer(4).account.address
+    mine = run(env, "orders", "list", "--product", product, "--buyer", buyer).stdout
+    assert "1 order(s)" in mine
+    assert kept_id in mine
+    shown = run(env, "orders", "show", kept_id)
+    assert shown.returncode == 0, shown.stderr
+    for event in (
+        "quoted",
+        "payment seen",
+        "confirmed",
+        "keys claimed",
+        "delivered",
+        "delivery recorded on-chain",
+    ):
+        assert event in shown.stdout, shown.stdout
+    assert str(shop.order(kept_id).commitment) in shown.stdout
+    assert "asked by phone" in run(env, "orders", "show", refunded_id).stdout
+    assert run(env, "orders", "show", "0x" + "00" * 32).returncode == 1

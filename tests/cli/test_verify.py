@@ -10,7 +10,7 @@ from pathlib import Path
 from liandong.chain.deploy import PROJECT_ROOT, deploy_local_escrow
 from liandong.chain.devnet import Anvil
 
-from tests.cli.test_commands import run
+from tests.cli.runner import run
 
 
 def test_a_fresh_deployment_matches_and_other_code_does_not(tmp_path: Path) -> None:

@@ -75,7 +75,9 @@ class Anvil:
     def start(self, timeout: float = 15.0) -> Anvil:
         if self.port == 0:
             self.port = free_port()
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
+        # In a session of its own: a terminal's Ctrl-C reaches only the process that started it,
+        # which stops the chain last (`liandong up` stops its node first), by pid.
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -18,11 +18,18 @@ ORDER_PAID = keccak(text="OrderPaid(bytes32,address,uint256,uint256,address,uint
 ORDER_DELIVERED = keccak(text="OrderDelivered(bytes32,bytes32,uint256)")
 ORDER_REFUNDED = keccak(text="OrderRefunded(bytes32,address,address,uint256,bool)")
 SETTLEMENT_TOPICS = (ORDER_PAID, ORDER_DELIVERED, ORDER_REFUNDED)
+REFUND_CLAIMED = keccak(text="RefundClaimed(address,address,uint256)")
+MERCHANT_WITHDRAWAL = keccak(text="MerchantWithdrawal(address,address,uint256)")
+FEE_WITHDRAWAL = keccak(text="FeeWithdrawal(address,address,uint256)")
+FUNDS_OUT_KINDS = {REFUND_CLAIMED: "refund claim", MERCHANT_WITHDRAWAL: "withdrawal", FEE_WITHDRAWAL: "fees"}
 
 _ORDER_TUPLE = "(bytes32,address,address,uint256,uint64)"
 RECORD_DELIVERIES = keccak(text=f"recordDeliveries(({_ORDER_TUPLE},bytes32)[])")[:4]
 REFUND_BATCH = keccak(text=f"refundBatch({_ORDER_TUPLE}[])")[:4]
 ORDER_STATUS = keccak(text="orderStatus(bytes32)")[:4]
+STATUS_MASK = 3
+ORDER_STATES = ("none", "paid", "delivered", "refunded")
+"""The escrow's `Status` values, by number."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class OrderDelivered:
     position: LogPosition
     order_id: bytes
     commitment: bytes
+    fee: int
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,23 @@ class OrderRefunded:
     order_id: bytes
     buyer: str
     credited: bool
+    token: str
+    amount: int
 
 
 EscrowEvent = OrderPaid | OrderDelivered | OrderRefunded
+
+
+@dataclass(frozen=True)
+class FundsOut:
+    """Funds leaving the escrow other than by a refund: the merchant's withdrawal (`withdrawal`),
+    the platform's (`fees`), or a buyer claiming refunds credited to them (`refund claim`)."""
+
+    position: LogPosition
+    kind: str
+    token: str
+    recipient: str
+    amount: int
 
 
 @dataclass(frozen=True)
@@ -97,12 +119,7 @@ def decode_log(log: Any) -> EscrowEvent | None:
     if not topics:
         return None
     data = _bytes(log["data"])
-    position = LogPosition(
-        block_number=rpc_int(log["blockNumber"]),
-        block_hash=rpc_hex(log["blockHash"]),
-        tx_hash=rpc_hex(log["transactionHash"]),
-        log_index=rpc_int(log["logIndex"]),
-    )
+    position = _position(log)
     if topics[0] == ORDER_PAID:
         product_id, quantity, token, amount, deadline = decode(
             ["uint256", "uint256", "address", "uint256", "uint64"], data
@@ -112,12 +129,36 @@ def decode_log(log: Any) -> EscrowEvent | None:
             position, topics[1], buyer, product_id, quantity, to_checksum_address(token), amount, deadline
         )
     if topics[0] == ORDER_DELIVERED:
-        commitment, _fee = decode(["bytes32", "uint256"], data)
-        return OrderDelivered(position, topics[1], commitment)
+        commitment, fee = decode(["bytes32", "uint256"], data)
+        return OrderDelivered(position, topics[1], commitment, fee)
     if topics[0] == ORDER_REFUNDED:
-        _token, _amount, credited = decode(["address", "uint256", "bool"], data)
-        return OrderRefunded(position, topics[1], to_checksum_address(topics[2][12:]), credited)
+        token, amount, credited = decode(["address", "uint256", "bool"], data)
+        buyer = to_checksum_address(topics[2][12:])
+        return OrderRefunded(position, topics[1], buyer, credited, to_checksum_address(token), amount)
     return None
+
+
+def decode_funds_out(log: Any) -> FundsOut | None:
+    """The withdrawal or refund claim in a raw `eth_getLogs` entry, or None for any other log."""
+    topics = [_bytes(topic) for topic in log["topics"]]
+    kind = FUNDS_OUT_KINDS.get(topics[0]) if topics else None
+    if kind is None:
+        return None
+    (amount,) = decode(["uint256"], _bytes(log["data"]))
+    # RefundClaimed(buyer, token, …); the withdrawals (token, recipient, …).
+    token, recipient = (topics[2], topics[1]) if topics[0] == REFUND_CLAIMED else (topics[1], topics[2])
+    return FundsOut(
+        _position(log), kind, to_checksum_address(token[12:]), to_checksum_address(recipient[12:]), amount
+    )
+
+
+def _position(log: Any) -> LogPosition:
+    return LogPosition(
+        block_number=rpc_int(log["blockNumber"]),
+        block_hash=rpc_hex(log["blockHash"]),
+        tx_hash=rpc_hex(log["transactionHash"]),
+        log_index=rpc_int(log["logIndex"]),
+    )
 
 
 def record_deliveries_calldata(deliveries: Sequence[tuple[OrderTerms, bytes]]) -> bytes:
@@ -135,5 +176,19 @@ def order_status_calldata(order_id: bytes) -> bytes:
 
 def decode_order_status(result: bytes) -> int:
     """The `Status` (0 none, 1 paid, 2 delivered, 3 refunded) from an `orderStatus` call's result."""
-    status, _terms_hash = decode(["uint8", "bytes32"], result)
-    return int(status)
+    return decode_order_record(result)[0]
+
+
+def decode_order_record(result: bytes) -> tuple[int, bytes]:
+    """An `orderStatus` call's result: the status and the stored hash of the order's terms."""
+    status, stored_terms = decode(["uint8", "bytes32"], result)
+    return int(status), bytes(stored_terms)
+
+
+def terms_hash(buyer: str, token: str, amount: int, delivery_deadline: int) -> bytes:
+    """The hash the escrow keeps in an order's slot (`orderTermsHash`): the two lowest bits, which
+    hold the status there, cleared."""
+    digest = keccak(
+        encode(["address", "address", "uint256", "uint64"], [buyer, token, amount, delivery_deadline])
+    )
+    return digest[:-1] + bytes([digest[-1] & ~STATUS_MASK & 0xFF])

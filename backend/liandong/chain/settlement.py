@@ -135,26 +135,34 @@ class SettlementSender:
     async def _flush(self, queue: dict[int, Settlement], kind: str) -> None:
         while queue:
             batch = sorted(list(queue.values())[: self.batch_size], key=lambda s: s.terms.token)
-            for settlement in batch:
-                del queue[settlement.order_id]
+            taken = {settlement.order_id for settlement in batch}
+            for order_id in taken:
+                del queue[order_id]
+            # In flight from now on, not only once sent: the node's rescan submits every unsettled
+            # order, and one taken back into the queue while this batch is being sent goes out twice.
+            self._in_flight.update(taken)
             try:
-                await self._settle(batch, kind)
+                sent = await self._settle(batch, kind)
             except Exception:
+                self._in_flight.difference_update(taken)
                 for settlement in batch:  # back in line for the next round, not lost until a restart
                     queue.setdefault(settlement.order_id, settlement)
                 raise
+            self._in_flight.difference_update(taken - sent)
 
-    async def _settle(self, batch: list[Settlement], kind: str) -> None:
-        """Sends `batch`, less the orders the escrow has settled already (they would revert it)."""
+    async def _settle(self, batch: list[Settlement], kind: str) -> set[int]:
+        """Sends `batch`, less the orders the escrow has settled already (they would revert it);
+        returns the orders sent."""
         data = self._calldata(batch, kind)
         gas = await self._estimate(data)
         if gas is None:
             batch = await self._drop_settled(batch)
             if not batch:
-                return
+                return set()
             data = self._calldata(batch, kind)
             gas = await self.rpc.eth.estimate_gas(self._tx_fields(data))
         await self._send(batch, kind, data, gas)
+        return {settlement.order_id for settlement in batch}
 
     @staticmethod
     def _calldata(batch: Sequence[Settlement], kind: str) -> bytes:
@@ -205,7 +213,6 @@ class SettlementSender:
                 )
             )
             session.commit()
-        self._in_flight.update(s.order_id for s in batch)
 
     async def _free_nonce(self) -> int:
         """The lowest nonce from the chain's count on that no pending transaction of ours holds.

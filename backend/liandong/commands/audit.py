@@ -1,0 +1,168 @@
+"""For auditors and buyers: the escrow's books from the chain, keys checked against it, and the
+deployed contract checked against its sources."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from liandong.audit import (
+    BOOK_COLUMNS,
+    FINDING_COLUMNS,
+    MOVEMENT_COLUMNS,
+    ORDER_COLUMNS,
+    AuditError,
+    AuditReport,
+    JsonRpc,
+    audit_chain,
+    book_row,
+    commitment_on_chain,
+    html_report,
+    movement_row,
+    order_row,
+    reconcile,
+)
+from liandong.chain.devnet import rpc_call
+from liandong.chain.verify import VerificationError, verify_escrow
+from liandong.commands.common import console, fail, progress_bar
+from liandong.core.config import Settings
+from liandong.store.db import make_engine
+from liandong.vault.crypto import delivery_commitment, load_keyring
+from liandong.vault.service import Vault
+
+RpcOption = Annotated[str, typer.Option(help="The chain's JSON-RPC URL.")]
+EscrowOption = Annotated[str, typer.Option(help="The escrow's address.")]
+FromBlockOption = Annotated[int, typer.Option(help="The escrow's deployment block, or any earlier one.")]
+
+
+def _table(title: str, columns: tuple[str, ...], rows: Iterable[Sequence[object]]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    return table
+
+
+def _print(report: AuditReport, summary: bool) -> None:
+    states = Counter(order.state for order in report.orders)
+    counted = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    console.print(
+        f"Escrow {report.escrow} on chain {report.chain_id}, blocks {report.from_block} to "
+        f"{report.to_block}: {len(report.orders)} orders ({counted})"
+    )
+    if not summary:
+        console.print(_table("orders", ORDER_COLUMNS, map(order_row, report.orders)))
+    console.print(_table("books per token", BOOK_COLUMNS, map(book_row, report.books)))
+    console.print(
+        _table("withdrawals and claimed refunds", MOVEMENT_COLUMNS, map(movement_row, report.movements))
+    )
+    findings = [(f.kind, f.order, f.detail) for f in report.findings]
+    console.print(_table(f"{len(report.findings)} finding(s)", FINDING_COLUMNS, findings))
+
+
+def _reconcile(report: AuditReport, database_url: str) -> None:
+    """The shop's side: its database, and its master key from the settings (to decrypt the keys)."""
+    settings = Settings(database_url=database_url)
+    engine = make_engine(database_url)
+    try:
+        reconcile(report, engine, Vault(load_keyring(settings)))
+    finally:
+        engine.dispose()
+
+
+def audit(
+    rpc: RpcOption,
+    escrow: EscrowOption,
+    from_block: FromBlockOption = 0,
+    database_url: Annotated[
+        str | None, typer.Option(help="The shop's database, to reconcile (its master key from the settings).")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Write the report as one standalone page.")
+    ] = None,
+    summary: Annotated[bool, typer.Option(help="Leave the orders out of the printed report.")] = False,
+) -> None:
+    """Every order of an escrow from the chain alone, its books per token against what it holds,
+    and (with the shop's database) every disagreement with the shop's records. Exit 1 on findings."""
+    try:
+        with JsonRpc(rpc) as chain, progress_bar() as progress:
+            reading = progress.add_task("reading logs", total=None)
+            report = audit_chain(
+                chain,
+                escrow,
+                from_block,
+                lambda done, total: progress.update(reading, completed=done, total=total),
+            )
+        if database_url is not None:
+            _reconcile(report, database_url)
+    except AuditError as error:
+        raise fail(str(error)) from None
+    _print(report, summary)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_json(), indent=2))
+    if html_out is not None:
+        html_out.write_text(html_report(report))
+    if report.findings:
+        raise typer.Exit(code=1)
+
+
+def verify_key(
+    rpc: RpcOption,
+    escrow: EscrowOption,
+    order: Annotated[str, typer.Option(help="The order id (0x + 64 hex digits).")],
+    key: Annotated[
+        list[str], typer.Option(help="A key of the order, in the order given; repeat for several.")
+    ],
+    salt: Annotated[str, typer.Option(help="The salt the shop gave with the keys.")],
+    from_block: FromBlockOption = 0,
+) -> None:
+    """Check your keys against the commitment the escrow recorded for your order (exit 0: they
+    match, 1: they do not, or nothing was recorded)."""
+    try:
+        order_id, salt_bytes = bytes.fromhex(order.removeprefix("0x")), bytes.fromhex(salt.removeprefix("0x"))
+        mine = "0x" + delivery_commitment(order_id, salt_bytes, key).hex()
+    except ValueError as error:
+        raise fail(f"order id and salt are 32 bytes each, in hex: {error}") from None
+    try:
+        with JsonRpc(rpc) as chain:
+            recorded = commitment_on_chain(chain, escrow, "0x" + order_id.hex(), from_block)
+    except AuditError as error:
+        raise fail(str(error)) from None
+    if recorded is None:
+        raise fail(f"the escrow recorded no delivery of order {order}")
+    if mine != recorded:
+        raise fail(f"MISMATCH: these keys give {mine}, the escrow recorded {recorded}")
+    console.print(f"match: the escrow recorded {recorded} for these keys")
+
+
+def verify_contract(
+    rpc: RpcOption,
+    address: Annotated[str, typer.Option(help="The deployed escrow.")],
+    out: Annotated[
+        Path, typer.Option(help="Where to write the standard-JSON input, metadata and ABI.")
+    ] = Path("verification"),
+) -> None:
+    """Recompile the escrow with the project's settings and compare it with the code at ADDRESS, as
+    an explorer does (exit 1 if it differs); writes what Etherscan, Blockscout and Sourcify accept."""
+    try:
+        code = str(rpc_call(rpc, "eth_getCode", [address, "latest"], timeout=30))
+        result = verify_escrow(bytes.fromhex(code.removeprefix("0x")), address, out)
+    except (OSError, RuntimeError) as error:
+        raise fail(f"cannot read the code at {address}: {error}") from None
+    except VerificationError as error:
+        raise fail(str(error)) from None
+    if not result.matches:
+        raise fail(
+            f"MISMATCH: the code at {address} ({result.deployed_size} bytes) is not the escrow compiled "
+            f"from these sources ({result.compiled_size} bytes)"
+        )
+    exact = "and its metadata hash" if result.metadata_matches else "(the metadata differs: other file paths)"
+    console.print(f"match: {address} runs the escrow compiled from these sources {exact}; files in {out}/")

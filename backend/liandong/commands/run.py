@@ -1,0 +1,169 @@
+"""Running the shop: `liandong up` (everything, on an embedded chain or a real one) and
+`liandong node` (one node of a shop, as several share a PostgreSQL database)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.table import Table
+
+from liandong.chain.deploy import deploy_local_escrow
+from liandong.chain.deployment import DeploymentRecord
+from liandong.chain.devnet import DEV_CHAIN_ID, Anvil
+from liandong.commands.common import console, deployment, fail
+from liandong.core.config import Settings
+from liandong.demo import DEMO_MERCHANT, seed_demo_shop
+from liandong.node import run_node
+from liandong.simulate import OPERATOR, dev_account
+from liandong.store.db import make_engine, migrate
+from liandong.vault.crypto import load_keyring
+from liandong.vault.service import Vault
+
+DEMO_BUYER_INDEX = 9
+"""The dev account printed as the demo wallet: far from #0, which deploys and operates."""
+
+DEMO_QUOTE_RATE_LIMIT = "1000/second"
+"""Quotes per client on the embedded chain, unless LIANDONG_QUOTE_RATE_LIMIT says otherwise: the
+demo shop serves 127.0.0.1, where `liandong simulate` asks every quote from one address."""
+
+
+def _demo_wallet() -> tuple[str, str]:
+    account = dev_account(DEMO_BUYER_INDEX)
+    return str(account.address), "0x" + bytes(account.key).hex()
+
+
+def _summary(settings: Settings, record: DeploymentRecord, password: str | None) -> Table:
+    shop_url = settings.resolved_public_url
+    table = Table(title="链动小铺 Liandong is up", show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row("Storefront", f"{shop_url}/")
+    table.add_row("Merchant dashboard", f"{shop_url}/merchant")
+    table.add_row("API docs", f"{shop_url}/docs")
+    if password is not None:
+        table.add_row("Merchant login", f"{DEMO_MERCHANT} / {password}  (shown once: note it)")
+    table.add_row("Chain (JSON-RPC)", str(settings.rpc_url))
+    table.add_row("Chain id", str(record.chain_id))
+    table.add_row("Escrow", record.escrow)
+    for symbol, token in record.tokens.items():
+        table.add_row(f"Demo token {symbol}", token)
+    if record.chain_id == DEV_CHAIN_ID:
+        address, key = _demo_wallet()
+        table.add_row("Demo wallet", address)
+        table.add_row("Demo wallet key", key)
+    table.add_row("Data", str(settings.data_dir))
+    return table
+
+
+async def _serve(settings: Settings, record: DeploymentRecord, announce: Callable[[], None]) -> None:
+    """Runs the node until cancelled (Ctrl-C or SIGTERM); announces the shop once it answers."""
+    main = asyncio.current_task()
+    assert main is not None
+    for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too, even where a shell ignored it for us
+        asyncio.get_running_loop().add_signal_handler(signum, main.cancel)
+
+    async def announce_when_healthy() -> None:
+        url = f"http://{settings.api_host}:{settings.api_port}/healthz"
+        async with httpx.AsyncClient(timeout=1) as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(url)).status_code == 200:
+                        announce()
+                        return
+                await asyncio.sleep(0.2)
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(run_node(settings, record))
+        tasks.create_task(announce_when_healthy())
+
+
+def _run(settings: Settings, record: DeploymentRecord, password: str | None) -> None:
+    """The node in this process until Ctrl-C or SIGTERM; the API drains, the rest resumes next run."""
+
+    def announce() -> None:
+        console.print(_summary(settings, record, password))
+        console.print("Press Ctrl-C to stop; everything resumes at the next `liandong up`.")
+
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(_serve(settings, record, announce))
+    console.print("The node stopped.")
+
+
+def _seed_demo(settings: Settings, record: DeploymentRecord) -> str | None:
+    database_url = settings.resolved_database_url
+    migrate(database_url)
+    engine = make_engine(database_url)
+    try:
+        return seed_demo_shop(engine, Vault(load_keyring(settings)), record)
+    finally:
+        engine.dispose()
+
+
+def _on_embedded_chain(settings: Settings, anvil_port: int | None) -> None:
+    """Starts anvil (with the state the last run saved), deploys and fills the demo shop if it is
+    new, and runs the node; the chain stops after the node, saving its state."""
+    chain = Anvil(
+        port=settings.anvil_port if anvil_port is None else anvil_port,
+        block_time=settings.anvil_block_time,
+        state_file=settings.data_dir / "anvil-state.json",
+    )
+    with console.status("Starting the local chain…"):
+        chain.start()
+    try:
+        with console.status("Deploying the escrow and preparing the demo shop…"):
+            record = deploy_local_escrow(chain.http_url, settings.deployment_file)
+            demo = {"rpc_url": chain.http_url, "operator_key": "0x" + bytes(OPERATOR.key).hex()}
+            if "quote_rate_limit" not in settings.model_fields_set:
+                demo["quote_rate_limit"] = DEMO_QUOTE_RATE_LIMIT
+            settings = settings.model_copy(update=demo)
+            password = _seed_demo(settings, record)
+        _run(settings, record, password)
+    finally:
+        with console.status("Stopping the local chain (its state goes to anvil-state.json)…"):
+            chain.stop()
+
+
+def up(
+    port: Annotated[
+        int | None, typer.Option(help="Port of the embedded anvil (default from settings).")
+    ] = None,
+    api_port: Annotated[int | None, typer.Option(help="Port of the shop's API and pages.")] = None,
+    rpc: Annotated[str | None, typer.Option(help="A real chain's JSON-RPC URL: no embedded anvil.")] = None,
+    database_url: Annotated[str | None, typer.Option(help="PostgreSQL to share with other nodes.")] = None,
+) -> None:
+    """Run the shop: with no RPC, an embedded anvil with the escrow, a demo token and a demo
+    catalogue; then the API, the indexer and the delivery engine. Ctrl-C stops it; the next `up`
+    resumes where it stopped."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    given = {"api_port": api_port, "rpc_url": rpc, "database_url": database_url}
+    settings = Settings().model_copy(
+        update={name: value for name, value in given.items() if value is not None}
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.rpc_url is None:
+        _on_embedded_chain(settings, port)
+        return
+    if settings.operator_key is None:
+        raise fail("a real chain needs LIANDONG_OPERATOR_KEY: the key `ape run deploy --operator` named")
+    _run(settings, deployment(settings), None)
+
+
+def node(
+    deployment_file: Annotated[
+        Path | None, typer.Option("--deployment", help="Deployment record (default: the data dir's).")
+    ] = None,
+) -> None:
+    """Run one shop node (indexer, delivery engine, settlement sender, API) against LIANDONG_RPC_URL."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    record = DeploymentRecord.load(deployment_file) if deployment_file else deployment(settings)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the API drains, the rest resumes next run
+        asyncio.run(run_node(settings, record))
