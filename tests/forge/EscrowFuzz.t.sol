@@ -34,9 +34,11 @@ contract EscrowFuzzTest is TestBase {
 
     // ------------------------------------------------------------------ helpers
 
-    /// @dev Funds `payer` with `quote.amount`, approves if needed, and pays `quote` as `payer`.
+    /// @dev Funds `payer` with `quote.amount`, approves if needed, and pays `quote` as `payer`;
+    /// returns the order's terms, with the fee the escrow charged at that moment.
     function _pay(LiandongEscrow.Quote memory quote, address payer) private returns (LiandongEscrow.Order memory) {
         bytes memory signature = _sign(quote);
+        uint16 feeAtPayment = escrow.feeBps();
         uint256 value;
         if (quote.token == address(0)) {
             vm.deal(payer, quote.amount);
@@ -48,7 +50,7 @@ contract EscrowFuzzTest is TestBase {
         }
         vm.prank(payer);
         escrow.pay{value: value}(quote, signature);
-        return _orderOf(quote, payer);
+        return _orderOf(quote, payer, feeAtPayment);
     }
 
     /// @dev Pays a fresh order of `amount` in the native coin or in the standard token.
@@ -75,9 +77,9 @@ contract EscrowFuzzTest is TestBase {
 
     function testFuzz_PayNative(bytes32 orderId, uint256 amount, uint64 deliveryDelay, address payer) public {
         vm.assume(payer.code.length == 0 && uint160(payer) > 0xFFFF && payer != address(vm));
-        amount = _bound(amount, 0, MAX_AMOUNT);
+        amount = _bound(amount, 1, MAX_AMOUNT);
         LiandongEscrow.Quote memory quote = _quote(orderId, address(0), amount, payer);
-        quote.deliveryDeadline = uint64(_bound(deliveryDelay, 0, 365 days) + block.timestamp);
+        quote.deliveryDeadline = quote.expiry + uint64(_bound(deliveryDelay, 1 hours, 365 days));
 
         LiandongEscrow.Order memory order = _pay(quote, payer);
 
@@ -88,9 +90,9 @@ contract EscrowFuzzTest is TestBase {
     }
 
     function testFuzz_PayStandardToken(bytes32 orderId, uint256 amount, uint64 deliveryDelay) public {
-        amount = _bound(amount, 0, MAX_AMOUNT);
+        amount = _bound(amount, 1, MAX_AMOUNT);
         LiandongEscrow.Quote memory quote = _quote(orderId, address(token), amount, buyer);
-        quote.deliveryDeadline = uint64(_bound(deliveryDelay, 0, 365 days) + block.timestamp);
+        quote.deliveryDeadline = quote.expiry + uint64(_bound(deliveryDelay, 1 hours, 365 days));
 
         _pay(quote, buyer);
 
@@ -100,7 +102,7 @@ contract EscrowFuzzTest is TestBase {
     }
 
     function testFuzz_PayNoReturnToken(bytes32 orderId, uint256 amount) public {
-        amount = _bound(amount, 0, MAX_AMOUNT);
+        amount = _bound(amount, 1, MAX_AMOUNT);
         LiandongEscrow.Quote memory quote = _quote(orderId, address(usdt), amount, buyer);
         bytes memory signature = _sign(quote);
         usdt.mint(buyer, amount);
@@ -128,7 +130,7 @@ contract EscrowFuzzTest is TestBase {
     }
 
     function testFuzz_NativeValueMustMatchAmount(bytes32 orderId, uint256 amount, uint256 value) public {
-        amount = _bound(amount, 0, MAX_AMOUNT);
+        amount = _bound(amount, 1, MAX_AMOUNT);
         value = _bound(value, 0, MAX_AMOUNT);
         vm.assume(value != amount);
         LiandongEscrow.Quote memory quote = _quote(orderId, address(0), amount, buyer);
@@ -140,7 +142,7 @@ contract EscrowFuzzTest is TestBase {
     }
 
     function testFuzz_PausedEscrowRefusesPayments(bytes32 orderId, uint256 amount, bool native) public {
-        amount = _bound(amount, 0, MAX_AMOUNT);
+        amount = _bound(amount, 1, MAX_AMOUNT);
         vm.prank(owner);
         escrow.pause();
         LiandongEscrow.Quote memory quote = _quote(orderId, native ? address(0) : address(token), amount, buyer);
@@ -160,7 +162,7 @@ contract EscrowFuzzTest is TestBase {
         bool secondNative,
         uint8 settleFirst
     ) public {
-        LiandongEscrow.Order memory order = _payOrder(orderId, _bound(firstAmount, 0, MAX_AMOUNT), true);
+        LiandongEscrow.Order memory order = _payOrder(orderId, _bound(firstAmount, 1, MAX_AMOUNT), true);
         settleFirst = uint8(_bound(settleFirst, 0, 2));
         vm.startPrank(operator);
         if (settleFirst == 1) escrow.recordDelivery(order, KEY_COMMITMENT);
@@ -168,7 +170,7 @@ contract EscrowFuzzTest is TestBase {
         vm.stopPrank();
 
         LiandongEscrow.Quote memory second = _quote(
-            orderId, secondNative ? address(0) : address(token), _bound(secondAmount, 0, MAX_AMOUNT), address(0)
+            orderId, secondNative ? address(0) : address(token), _bound(secondAmount, 1, MAX_AMOUNT), address(0)
         );
         bytes memory signature = _sign(second);
         vm.deal(stranger, second.amount);
@@ -194,7 +196,7 @@ contract EscrowFuzzTest is TestBase {
     function testFuzz_TamperedQuoteReverts(bytes32 orderId, uint256 paidAmount) public {
         LiandongEscrow.Quote memory quote = _quote(orderId, address(0), 1 ether, buyer);
         bytes memory signature = _sign(quote);
-        quote.amount = _bound(paidAmount, 0, 1 ether - 1);
+        quote.amount = _bound(paidAmount, 1, 1 ether - 1);
         vm.deal(buyer, quote.amount);
         vm.prank(buyer);
         vm.expectRevert(LiandongEscrow.InvalidQuoteSignature.selector);
@@ -227,7 +229,7 @@ contract EscrowFuzzTest is TestBase {
         uint16 feeBps,
         bool native
     ) public {
-        amount = _bound(amount, 0, MAX_AMOUNT);
+        amount = _bound(amount, 1, MAX_AMOUNT);
         feeBps = uint16(_bound(feeBps, 0, escrow.MAX_FEE_BPS()));
         vm.prank(owner);
         escrow.setFee(feeRecipient, feeBps);
@@ -237,7 +239,7 @@ contract EscrowFuzzTest is TestBase {
         escrow.recordDelivery(order, keccak256(abi.encode(orderId)));
 
         uint256 merchant = escrow.merchantBalance(order.token);
-        uint256 fee = escrow.feeBalance(order.token);
+        uint256 fee = escrow.feeBalance(order.token, feeRecipient);
         vm.assertEq(merchant + fee, amount, "merchant + fee");
         vm.assertEq(fee, amount * feeBps / 10_000, "fee");
         _assertStatus(orderId, LiandongEscrow.Status.Delivered);
@@ -254,7 +256,7 @@ contract EscrowFuzzTest is TestBase {
         uint256[2] memory expectedTotal;
         uint256[2] memory expectedFee;
         for (uint256 i; i < amounts.length; ++i) {
-            uint256 amount = _bound(amounts[i], 0, MAX_AMOUNT);
+            uint256 amount = _bound(amounts[i], 1, MAX_AMOUNT);
             bool native = (tokenMask >> i) & 1 == 1;
             deliveries[i].order = _payOrder(bytes32(i + 1), amount, native);
             deliveries[i].commitment = keccak256(abi.encode(i));
@@ -268,9 +270,9 @@ contract EscrowFuzzTest is TestBase {
 
         address[2] memory tokens = [address(0), address(token)];
         for (uint256 slot; slot < 2; ++slot) {
-            vm.assertEq(escrow.feeBalance(tokens[slot]), expectedFee[slot], "fee per token");
+            vm.assertEq(escrow.feeBalance(tokens[slot], feeRecipient), expectedFee[slot], "fee per token");
             vm.assertEq(
-                escrow.merchantBalance(tokens[slot]) + escrow.feeBalance(tokens[slot]),
+                escrow.merchantBalance(tokens[slot]) + escrow.feeBalance(tokens[slot], feeRecipient),
                 expectedTotal[slot],
                 "merchant + fee per token"
             );
@@ -288,8 +290,8 @@ contract EscrowFuzzTest is TestBase {
     /// @dev Settling with terms other than the paid ones must fail, or a stolen operator key
     /// could, say, credit the merchant more than was paid.
     function testFuzz_SettlingWithOtherTermsReverts(uint256 amount, uint256 claimedAmount, bool refundIt) public {
-        amount = _bound(amount, 0, MAX_AMOUNT);
-        claimedAmount = _bound(claimedAmount, 0, MAX_AMOUNT);
+        amount = _bound(amount, 1, MAX_AMOUNT);
+        claimedAmount = _bound(claimedAmount, 1, MAX_AMOUNT);
         vm.assume(claimedAmount != amount);
         LiandongEscrow.Order memory order = _payOrder(ORDER_ID, amount, true);
         order.amount = claimedAmount;
@@ -302,7 +304,7 @@ contract EscrowFuzzTest is TestBase {
     // ---------------------------------------------------------------- refunds
 
     function testFuzz_OperatorRefundReturnsFunds(bytes32 orderId, uint256 amount, bool native) public {
-        amount = _bound(amount, 0, MAX_AMOUNT);
+        amount = _bound(amount, 1, MAX_AMOUNT);
         LiandongEscrow.Order memory order = _payOrder(orderId, amount, native);
         uint256 buyerBefore = _balanceOf(order.token, buyer);
 
@@ -316,9 +318,9 @@ contract EscrowFuzzTest is TestBase {
 
     /// @dev The buyer may take the money back only once the delivery deadline has passed.
     function testFuzz_BuyerRefundOnlyAfterDeadline(uint256 amount, uint64 deliveryDelay, uint64 elapsed) public {
-        amount = _bound(amount, 0, MAX_AMOUNT);
+        amount = _bound(amount, 1, MAX_AMOUNT);
         LiandongEscrow.Quote memory quote = _quote(ORDER_ID, address(0), amount, buyer);
-        quote.deliveryDeadline = uint64(block.timestamp + _bound(deliveryDelay, 0, 365 days));
+        quote.deliveryDeadline = quote.expiry + uint64(_bound(deliveryDelay, 1 hours, 365 days));
         LiandongEscrow.Order memory order = _pay(quote, buyer);
         vm.warp(block.timestamp + _bound(elapsed, 0, 2 * 365 days));
 
@@ -347,10 +349,11 @@ contract EscrowFuzzTest is TestBase {
 
     // ------------------------------------------------------------- settlement
 
-    /// @dev Every pair of settlements (delivery or refund, single or batch) on one order: the
-    /// second must revert with the status the first one left.
+    /// @dev Every pair of settlements (delivery or refund, single or batch) on one order: a second
+    /// single settlement reverts with the status the first one left, a second batch skips the order
+    /// (`SettlementSkipped`, not Paid) and changes nothing.
     function testFuzz_SettledOrderCannotSettleAgain(uint256 amount, bool native, uint8 first, uint8 second) public {
-        LiandongEscrow.Order memory order = _payOrder(ORDER_ID, _bound(amount, 0, MAX_AMOUNT), native);
+        LiandongEscrow.Order memory order = _payOrder(ORDER_ID, _bound(amount, 1, MAX_AMOUNT), native);
         first = uint8(_bound(first, 0, 3));
         second = uint8(_bound(second, 0, 3));
         bool firstDelivers = first < 2;
@@ -358,10 +361,19 @@ contract EscrowFuzzTest is TestBase {
 
         vm.startPrank(operator);
         _settle(order, first);
-        vm.expectRevert(abi.encodeWithSelector(LiandongEscrow.WrongStatus.selector, order.orderId, settled));
+        uint256 merchantBefore = escrow.merchantBalance(order.token);
+        uint256 escrowBefore = _balanceOf(order.token, address(escrow));
+        if (second == 0 || second == 2) {
+            vm.expectRevert(abi.encodeWithSelector(LiandongEscrow.WrongStatus.selector, order.orderId, settled));
+        } else {
+            vm.expectEmit(address(escrow));
+            emit LiandongEscrow.SettlementSkipped(order.orderId, 3);
+        }
         _settle(order, second);
         vm.stopPrank();
         _assertStatus(order.orderId, settled);
+        vm.assertEq(escrow.merchantBalance(order.token), merchantBefore, "merchant balance unchanged");
+        vm.assertEq(_balanceOf(order.token, address(escrow)), escrowBefore, "escrow balance unchanged");
     }
 
     /// @dev 0: recordDelivery, 1: recordDeliveries, 2: refund, 3: refundBatch.
@@ -385,7 +397,7 @@ contract EscrowFuzzTest is TestBase {
 
     function testFuzz_StrangerCannotWithdraw(address caller, uint256 amount) public {
         vm.assume(caller != owner && caller != payout && caller != feeRecipient);
-        amount = _bound(amount, 0, MAX_AMOUNT);
+        amount = _bound(amount, 1, MAX_AMOUNT);
         LiandongEscrow.Order memory order = _payOrder(ORDER_ID, amount, true);
         vm.prank(operator);
         escrow.recordDelivery(order, KEY_COMMITMENT);
@@ -394,9 +406,9 @@ contract EscrowFuzzTest is TestBase {
         vm.expectRevert(abi.encodeWithSelector(LiandongEscrow.NotMerchant.selector, caller));
         escrow.withdraw(address(0));
         vm.expectRevert(abi.encodeWithSelector(LiandongEscrow.NotFeeRecipient.selector, caller));
-        escrow.withdrawFees(address(0));
+        escrow.withdrawFees(address(0), feeRecipient);
         vm.expectRevert(abi.encodeWithSelector(LiandongEscrow.NothingToWithdraw.selector, address(0)));
-        escrow.claimRefund(address(0));
+        escrow.claimRefund(address(0), stranger);
         vm.stopPrank();
         vm.assertEq(address(escrow).balance, amount, "nothing left the escrow");
     }
@@ -413,5 +425,173 @@ contract EscrowFuzzTest is TestBase {
 
         vm.assertEq(token.balanceOf(payout), merchant, "payout received");
         vm.assertEq(escrow.merchantBalance(address(token)), 0, "balance cleared");
+    }
+
+    // ------------------------------------------------------- disjoint windows
+
+    /// @dev A delivery can be recorded up to the deadline, never after: a single call reverts, a
+    /// batch skips the order (reason 4) and leaves it Paid, for the buyer to take back.
+    function testFuzz_DeliveryOnlyUpToTheDeadline(uint256 amount, uint64 elapsed, bool batch, bool native) public {
+        LiandongEscrow.Order memory order = _payOrder(ORDER_ID, _bound(amount, 1, MAX_AMOUNT), native);
+        vm.warp(block.timestamp + _bound(elapsed, 0, 3 days));
+        bool late = block.timestamp > order.deliveryDeadline;
+        LiandongEscrow.Delivery[] memory deliveries = new LiandongEscrow.Delivery[](1);
+        deliveries[0] = LiandongEscrow.Delivery({order: order, commitment: KEY_COMMITMENT});
+
+        vm.startPrank(operator);
+        if (late && !batch) {
+            vm.expectRevert(
+                abi.encodeWithSelector(
+                    LiandongEscrow.DeliveryWindowClosed.selector, order.orderId, order.deliveryDeadline
+                )
+            );
+            escrow.recordDelivery(order, KEY_COMMITMENT);
+        } else if (late) {
+            vm.expectEmit(address(escrow));
+            emit LiandongEscrow.SettlementSkipped(order.orderId, 4);
+            escrow.recordDeliveries(deliveries);
+        } else if (batch) {
+            escrow.recordDeliveries(deliveries);
+        } else {
+            escrow.recordDelivery(order, KEY_COMMITMENT);
+        }
+        vm.stopPrank();
+
+        _assertStatus(order.orderId, late ? LiandongEscrow.Status.Paid : LiandongEscrow.Status.Delivered);
+        if (!late) return;
+        vm.prank(buyer);
+        escrow.refund(order);
+        _assertStatus(order.orderId, LiandongEscrow.Status.Refunded);
+        vm.assertEq(_balanceOf(order.token, buyer), order.amount, "late order refunded to the buyer");
+    }
+
+    /// @dev The double dip: once delivered, the order can never be refunded, by the buyer after the
+    /// deadline (single call) or by the operator (batch: skipped as not Paid).
+    function testFuzz_RefundAfterDeliveryIsImpossible(uint256 amount, uint64 elapsed, bool native) public {
+        LiandongEscrow.Order memory order = _payOrder(ORDER_ID, _bound(amount, 1, MAX_AMOUNT), native);
+        vm.warp(block.timestamp + _bound(elapsed, 0, 1 days));
+        vm.prank(operator);
+        escrow.recordDelivery(order, KEY_COMMITMENT);
+
+        vm.warp(uint256(order.deliveryDeadline) + 1 + _bound(elapsed, 0, 30 days));
+        vm.prank(buyer);
+        vm.expectRevert(
+            abi.encodeWithSelector(LiandongEscrow.WrongStatus.selector, order.orderId, LiandongEscrow.Status.Delivered)
+        );
+        escrow.refund(order);
+
+        LiandongEscrow.Order[] memory orders = new LiandongEscrow.Order[](1);
+        orders[0] = order;
+        vm.expectEmit(address(escrow));
+        emit LiandongEscrow.SettlementSkipped(order.orderId, 3);
+        vm.prank(operator);
+        escrow.refundBatch(orders);
+
+        _assertStatus(order.orderId, LiandongEscrow.Status.Delivered);
+        vm.assertEq(_balanceOf(order.token, buyer), 0, "buyer got nothing back");
+        vm.assertEq(_balanceOf(order.token, address(escrow)), order.amount, "the merchant's funds stay");
+    }
+
+    function testFuzz_ZeroAmountIsRefused(bytes32 orderId, bool native) public {
+        LiandongEscrow.Quote memory quote = _quote(orderId, native ? address(0) : address(token), 0, buyer);
+        bytes memory signature = _sign(quote);
+        vm.prank(buyer);
+        vm.expectRevert(LiandongEscrow.ZeroAmount.selector);
+        escrow.pay(quote, signature);
+    }
+
+    /// @dev The deadline must leave at least MIN_DELIVERY_WINDOW after the quote's expiry.
+    function testFuzz_DeliveryWindowTooShortIsRefused(bytes32 orderId, uint64 expiryDelay, uint64 window) public {
+        LiandongEscrow.Quote memory quote = _quote(orderId, address(0), 1 ether, buyer);
+        quote.expiry = uint64(block.timestamp + _bound(expiryDelay, 0, 30 days));
+        uint256 minimum = escrow.MIN_DELIVERY_WINDOW();
+        vm.assertEq(minimum, 1 hours, "MIN_DELIVERY_WINDOW");
+        // Anywhere from 0 (before the expiry, too) to one second short of the minimum window.
+        quote.deliveryDeadline = uint64(_bound(window, 0, quote.expiry + minimum - 1));
+        bytes memory signature = _sign(quote);
+        vm.deal(buyer, 1 ether);
+        vm.prank(buyer);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                LiandongEscrow.DeliveryWindowTooShort.selector, quote.expiry, quote.deliveryDeadline
+            )
+        );
+        escrow.pay{value: 1 ether}(quote, signature);
+
+        quote.deliveryDeadline = quote.expiry + escrow.MIN_DELIVERY_WINDOW();
+        signature = _sign(quote);
+        vm.prank(buyer);
+        escrow.pay{value: 1 ether}(quote, signature);
+        _assertStatus(orderId, LiandongEscrow.Status.Paid);
+    }
+
+    // ------------------------------------------------------------------- fees
+
+    /// @dev The fee is the one in force at payment: raising or lowering it before the delivery
+    /// changes nothing for a paid order; the fee goes to the recipient at delivery, and fees that
+    /// accrued to the former recipient stay its own.
+    function testFuzz_FeeIsFixedAtPayment(uint256 amount, uint16 feeAtPayment, uint16 feeLater, bool native) public {
+        amount = _bound(amount, 1, MAX_AMOUNT);
+        feeAtPayment = uint16(_bound(feeAtPayment, 0, escrow.MAX_FEE_BPS()));
+        feeLater = uint16(_bound(feeLater, 0, escrow.MAX_FEE_BPS()));
+        vm.prank(owner);
+        escrow.setFee(feeRecipient, feeAtPayment);
+        LiandongEscrow.Order memory earlier = _payOrder(keccak256("earlier"), amount, native);
+        vm.prank(operator);
+        escrow.recordDelivery(earlier, KEY_COMMITMENT);
+        LiandongEscrow.Order memory order = _payOrder(ORDER_ID, amount, native);
+        vm.assertEq(order.feeBps, feeAtPayment, "fee in the terms");
+
+        address newRecipient = address(0xFEE2);
+        vm.prank(owner);
+        escrow.setFee(newRecipient, feeLater);
+        if (feeLater != feeAtPayment) {
+            // The terms with today's fee are not the ones paid.
+            LiandongEscrow.Order memory atTodaysFee = LiandongEscrow.Order(
+                order.orderId, order.buyer, order.token, order.amount, order.deliveryDeadline, feeLater
+            );
+            vm.prank(operator);
+            vm.expectRevert(abi.encodeWithSelector(LiandongEscrow.OrderTermsMismatch.selector, order.orderId));
+            escrow.recordDelivery(atTodaysFee, KEY_COMMITMENT);
+        }
+        uint256 fee = amount * feeAtPayment / 10_000;
+        vm.expectEmit(address(escrow));
+        emit LiandongEscrow.OrderDelivered(order.orderId, KEY_COMMITMENT, fee);
+        vm.prank(operator);
+        escrow.recordDelivery(order, KEY_COMMITMENT);
+
+        vm.assertEq(escrow.feeBalance(order.token, feeRecipient), fee, "former recipient keeps what accrued to it");
+        vm.assertEq(escrow.feeBalance(order.token, newRecipient), fee, "the new recipient gets the new delivery's fee");
+        vm.assertEq(escrow.merchantBalance(order.token), 2 * (amount - fee), "merchant");
+
+        if (fee == 0) return;
+        vm.prank(newRecipient);
+        vm.expectRevert(abi.encodeWithSelector(LiandongEscrow.NotFeeRecipient.selector, newRecipient));
+        escrow.withdrawFees(order.token, feeRecipient);
+        vm.prank(feeRecipient);
+        escrow.withdrawFees(order.token, feeRecipient);
+        vm.prank(owner);
+        escrow.withdrawFees(order.token, newRecipient);
+        vm.assertEq(_balanceOf(order.token, feeRecipient), fee, "former recipient paid");
+        vm.assertEq(_balanceOf(order.token, newRecipient), fee, "new recipient paid");
+    }
+
+    /// @dev `OrderPaid` carries the fee fixed at payment, the last of the order's terms.
+    function testFuzz_OrderPaidCarriesTheFee(bytes32 orderId, uint16 feeBps) public {
+        feeBps = uint16(_bound(feeBps, 0, escrow.MAX_FEE_BPS()));
+        vm.prank(owner);
+        escrow.setFee(feeRecipient, feeBps);
+        LiandongEscrow.Quote memory quote = _quote(orderId, address(0), 1 ether, buyer);
+        bytes memory signature = _sign(quote);
+        vm.deal(buyer, 1 ether);
+        vm.expectEmit(address(escrow));
+        emit LiandongEscrow.OrderPaid(
+            orderId, buyer, quote.productId, quote.quantity, address(0), 1 ether, quote.deliveryDeadline, feeBps
+        );
+        vm.prank(buyer);
+        escrow.pay{value: 1 ether}(quote, signature);
+        (, bytes32 termsHash) = escrow.orderStatus(orderId);
+        bytes32 expected = keccak256(abi.encode(buyer, address(0), 1 ether, quote.deliveryDeadline, feeBps)) & ~bytes32(uint256(3));
+        vm.assertEq(termsHash, expected, "stored terms hash");
     }
 }

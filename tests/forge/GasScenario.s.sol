@@ -3,6 +3,7 @@ pragma solidity 0.8.30;
 
 import {LiandongEscrow} from "../../contracts/LiandongEscrow.sol";
 import {MintableToken, NoReturnToken} from "../../contracts/TestTokens.sol";
+import {ReturnBomb} from "./Actors.sol";
 import {EscrowHelpers} from "./TestBase.sol";
 
 /**
@@ -121,6 +122,21 @@ contract GasScenario is EscrowHelpers {
         escrow.refundBatch(orders);
         vm.stopBroadcast();
         _step("refundBatch (batch, ERC-20)", BATCH_SIZE);
+
+        // One of the 50 buyers is a contract whose receive() reverts with 300 KB: its refund is
+        // credited, and the bounded send keeps it from costing more than its stipend.
+        vm.startBroadcast(OWNER_KEY);
+        ReturnBomb bomb = new ReturnBomb();
+        vm.stopBroadcast();
+        _step("");
+        orders[0] = _payFromBomb(bomb);
+        for (uint256 i = 1; i < BATCH_SIZE; ++i) {
+            orders[i] = _pay(BUYER_KEY, address(0), NATIVE_PRICE, "");
+        }
+        vm.startBroadcast(OPERATOR_KEY);
+        escrow.refundBatch(orders);
+        vm.stopBroadcast();
+        _step("refundBatch (batch, native, one return-bomb buyer)", BATCH_SIZE);
     }
 
     /// @dev The payout account already holds the native coin; it gets its first tokens from
@@ -147,7 +163,18 @@ contract GasScenario is EscrowHelpers {
         escrow.pay{value: tokenAddress == address(0) ? amount : 0}(quote, signature);
         vm.stopBroadcast();
         _step(label);
-        return _orderOf(quote, buyer);
+        return _orderOf(quote, buyer, FEE_BPS);
+    }
+
+    /// @dev Pays a native quote with the return-bomb contract as the buyer (the buyer key calls it).
+    function _payFromBomb(ReturnBomb bomb) private returns (LiandongEscrow.Order memory) {
+        LiandongEscrow.Quote memory quote = _nextQuote(address(0), NATIVE_PRICE, address(bomb));
+        bytes memory signature = _signQuote(escrow, OPERATOR_KEY, quote);
+        vm.startBroadcast(BUYER_KEY);
+        bomb.execute{value: NATIVE_PRICE}(address(escrow), abi.encodeCall(escrow.pay, (quote, signature)));
+        vm.stopBroadcast();
+        _step("");
+        return _orderOf(quote, address(bomb), FEE_BPS);
     }
 
     /// @dev Pays a token quote from the permit buyer, who never approved the escrow.

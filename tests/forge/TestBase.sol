@@ -12,6 +12,8 @@ interface Vm {
     // Environment
     function warp(uint256 newTimestamp) external;
     function deal(address account, uint256 newBalance) external;
+    function getNonce(address account) external view returns (uint64 nonce);
+    function setNonce(address account, uint64 newNonce) external;
     function prank(address msgSender) external;
     function startPrank(address msgSender) external;
     function stopPrank() external;
@@ -25,6 +27,9 @@ interface Vm {
     function expectRevert() external;
     function expectRevert(bytes4 revertData) external;
     function expectRevert(bytes calldata revertData) external;
+    function expectEmit(address emitter) external;
+    function recordLogs() external;
+    function getRecordedLogs() external returns (VmLog[] memory logs);
 
     // Fuzzing
     function assume(bool condition) external pure;
@@ -33,12 +38,23 @@ interface Vm {
     function assertEq(uint256 left, uint256 right, string calldata error) external pure;
     function assertEq(address left, address right, string calldata error) external pure;
     function assertEq(bytes32 left, bytes32 right, string calldata error) external pure;
+    function assertEq(bool left, bool right, string calldata error) external pure;
     function assertTrue(bool condition, string calldata error) external pure;
+    function assertFalse(bool condition, string calldata error) external pure;
+    function assertLe(uint256 left, uint256 right, string calldata error) external pure;
+    function assertGt(uint256 left, uint256 right, string calldata error) external pure;
 
     // Scripts
     function startBroadcast(uint256 privateKey) external;
     function stopBroadcast() external;
     function toString(uint256 value) external pure returns (string memory);
+}
+
+/// @notice A log as `vm.getRecordedLogs` returns it (forge-std's `Vm.Log`).
+struct VmLog {
+    bytes32[] topics;
+    bytes data;
+    address emitter;
 }
 
 /// @notice What forge's invariant runner reads from `targetSelectors()` (same layout as forge-std).
@@ -75,8 +91,9 @@ abstract contract EscrowHelpers {
         return abi.encodePacked(r, s, v);
     }
 
-    /// @notice The settlement terms of `quote` once `buyer` has paid it (what {OrderPaid} emits).
-    function _orderOf(LiandongEscrow.Quote memory quote, address buyer)
+    /// @notice The settlement terms of `quote` once `buyer` has paid it while the escrow's fee was
+    /// `feeBps` (what {OrderPaid} emits).
+    function _orderOf(LiandongEscrow.Quote memory quote, address buyer, uint16 feeBps)
         internal
         pure
         returns (LiandongEscrow.Order memory)
@@ -86,7 +103,8 @@ abstract contract EscrowHelpers {
             buyer: buyer,
             token: quote.token,
             amount: quote.amount,
-            deliveryDeadline: quote.deliveryDeadline
+            deliveryDeadline: quote.deliveryDeadline,
+            feeBps: feeBps
         });
     }
 
