@@ -104,6 +104,7 @@ def _make_quotes(
                 quantity=1,
                 token=NATIVE_COIN,
                 now=now,
+                open_quote=True,
             )
             issued.append((quote.quote, quote.signature))
     engine.dispose()

@@ -42,6 +42,7 @@ from liandong.chain.escrow import (
     OrderDelivered,
     OrderPaid,
     OrderRefunded,
+    decode_fee_recipient,
     decode_funds_out,
     decode_log,
     decode_order_record,
@@ -61,7 +62,8 @@ CALL_BATCH = 100
 NATIVE = to_checksum_address(NATIVE_COIN)
 BALANCE_OF = keccak(text="balanceOf(address)")[:4]
 MERCHANT_BALANCE = keccak(text="merchantBalance(address)")[:4]
-FEE_BALANCE = keccak(text="feeBalance(address)")[:4]
+FEE_BALANCE = keccak(text="feeBalance(address,address)")[:4]
+FEE_RECIPIENT = keccak(text="feeRecipient()")[:4]
 REFUND_CREDIT = keccak(text="refundCredit(address,address)")[:4]
 
 Progress = Callable[[int, int], None]
@@ -118,6 +120,8 @@ class AuditedOrder:
     delivery_deadline: int
     paid_block: int
     paid_tx: str
+    fee_bps: int = 0
+    """The platform fee the escrow fixed at payment."""
     state: str = "paid"
     """paid (escrowed), delivered, refunded."""
     commitment: str | None = None
@@ -193,6 +197,8 @@ class _Ledger:
     """Refunds credited and not claimed, by (token, buyer): what `refundCredit` must hold."""
     movements: list[Movement] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    fee_recipients: set[str] = field(default_factory=set)
+    """Every fee recipient a `FeeChanged` event named: fees accrue per recipient."""
 
     def book(self, token: str) -> TokenBooks:
         return self.books.setdefault(token, TokenBooks(token))
@@ -205,6 +211,8 @@ class _Ledger:
             self._settled(event)
         elif (moved := decode_funds_out(log)) is not None:
             self._moved(moved)
+        elif (recipient := decode_fee_recipient(log)) is not None:
+            self.fee_recipients.add(recipient)
 
     def _paid(self, event: OrderPaid) -> None:
         order = AuditedOrder(
@@ -215,6 +223,7 @@ class _Ledger:
             event.delivery_deadline,
             event.position.block_number,
             event.position.tx_hash,
+            event.fee_bps,
         )
         self.orders[order.order] = order
         book = self.book(order.token)
@@ -266,7 +275,7 @@ class _Ledger:
         else:
             book.refund_credits -= moved.amount
             book.refunds_claimed += moved.amount
-            self.credits[(moved.token, moved.recipient)] -= moved.amount
+            self.credits[(moved.token, moved.account)] -= moved.amount
 
 
 def _address(text: str) -> str:
@@ -326,16 +335,20 @@ def audit_chain(
         ledger.movements,
         ledger.findings,
     )
-    _check_books(rpc, report)
+    _check_books(rpc, report, ledger.fee_recipients)
     _check_order_slots(rpc, report)
     _check_refund_credits(rpc, report, ledger.credits)
     _check_deadlines(rpc, report)
     return report
 
 
-def _check_books(rpc: JsonRpc, report: AuditReport) -> None:
-    """Holdings against debts, and the escrow's balance variables against the events, per token."""
+def _check_books(rpc: JsonRpc, report: AuditReport, fee_recipients: set[str]) -> None:
+    """Holdings against debts, and the escrow's balance variables against the events, per token.
+    Fees accrue per recipient: `feeBalance` is summed over every recipient `FeeChanged` named (the
+    constructor's too) and the current one."""
     at, escrow = report.to_block, report.escrow
+    current = rpc_hex(rpc("eth_call", [{"to": escrow, "data": "0x" + FEE_RECIPIENT.hex()}, hex(at)]))
+    recipients = sorted(fee_recipients | {to_checksum_address("0x" + current[-40:])})
     calls = []
     for book in report.books:
         if book.token == NATIVE:
@@ -343,10 +356,11 @@ def _check_books(rpc: JsonRpc, report: AuditReport) -> None:
         else:
             calls.append(_call(book.token, BALANCE_OF, ["address"], [escrow], at))
         calls.append(_call(escrow, MERCHANT_BALANCE, ["address"], [book.token], at))
-        calls.append(_call(escrow, FEE_BALANCE, ["address"], [book.token], at))
+        calls += [_call(escrow, FEE_BALANCE, ["address", "address"], [book.token, r], at) for r in recipients]
     answers = iter(rpc_int(answer) for answer in _batched(rpc, calls))
     for book in report.books:
-        book.held, merchant, fees = next(answers), next(answers), next(answers)
+        book.held, merchant = next(answers), next(answers)
+        fees = sum(next(answers) for _ in recipients)
         if book.held < book.owed:
             report.findings.append(
                 Finding(
@@ -376,7 +390,8 @@ def _check_order_slots(rpc: JsonRpc, report: AuditReport) -> None:
     ]
     for order, answer in zip(report.orders, _batched(rpc, calls), strict=True):
         status, stored_terms = decode_order_record(bytes.fromhex(rpc_hex(answer)[2:]))
-        if stored_terms != terms_hash(order.buyer, order.token, order.amount, order.delivery_deadline):
+        expected = terms_hash(order.buyer, order.token, order.amount, order.delivery_deadline, order.fee_bps)
+        if stored_terms != expected:
             report.findings.append(
                 Finding("storage", order.order, "its slot holds other terms than OrderPaid's")
             )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,13 +14,13 @@ import uvicorn
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from liandong.api.app import create_app
+from liandong.api.app import create_app, server_limits
 from liandong.api.deps import ShopContext
 from liandong.chain.deployment import DeploymentRecord
 from liandong.chain.indexer import ConfirmationPolicy, ConfirmedOrder, Indexer, IndexerStore
 from liandong.chain.quotes import EscrowDomain
 from liandong.chain.settlement import Settlement, SettlementSender
-from liandong.cluster import CONFIRMED, DELIVERED, Cluster, ClusterHub
+from liandong.cluster import CONFIRMED, SETTLE, Cluster, ClusterHub
 from liandong.core.config import Settings
 from liandong.delivery.channels import OrderEventHub
 from liandong.delivery.engine import DeliveryEngine
@@ -26,13 +29,10 @@ from liandong.delivery.templates import TemplateBook
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import ChainCheckpoint
 from liandong.vault.crypto import load_keyring
+from liandong.vault.rotation import ACKNOWLEDGE_SECONDS
 from liandong.vault.service import Vault
 
 log = logging.getLogger(__name__)
-
-RESCAN_SECONDS = 2.0
-"""How often the leader looks for settlements no one handed it (other nodes' deliveries, refunds
-asked for from the CLI); a NOTIFY usually brings them sooner."""
 
 REORG_WINDOW = 64
 """Blocks kept for reorg detection; deeper reorganisations are treated as final history."""
@@ -42,6 +42,7 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
     """Runs until cancelled; everything it does is resumed from the database by the next run."""
     if settings.rpc_url is None or settings.operator_key is None:
         raise ValueError("a node needs LIANDONG_RPC_URL and LIANDONG_OPERATOR_KEY")
+    operator_key = settings.operator_key.get_secret_value()
     database_url = settings.resolved_database_url
     migrate(database_url)
     engine = make_engine(database_url)
@@ -53,24 +54,35 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
     with Session(engine) as session:
         templates.reload(session)
         ordered_channels = channels.ordered(session)
+    cluster = (
+        Cluster(
+            hub,
+            lambda work: on_work(work),
+            lease=settings.leader_lease_seconds,
+            holder=f"{socket.gethostname()}:{os.getpid()}:{settings.api_port}",  # for operators
+        )
+        if isinstance(hub, ClusterHub)
+        else None
+    )
     sender = SettlementSender(
         engine,
         settings.rpc_url,
         record.chain_id,
         record.escrow,
-        settings.operator_key,
+        operator_key,
         batch_interval=settings.settlement_batch_interval,
         batch_size=settings.settlement_batch_size,
         stuck_seconds=settings.stuck_transaction_seconds,
+        fence=cluster.fence if cluster is not None else None,
     )
-    cluster = Cluster(hub, lambda work: on_work(work)) if isinstance(hub, ClusterHub) else None
 
     def settle(settlements: Sequence[Settlement]) -> None:
-        """The leader's sender takes them; another node tells the leader to look them up."""
+        """The leader's sender takes them; another node tells the leader at once to look them up
+        (its deliveries, and refunds asked for through its API: its own sender does not run)."""
         if cluster is None or cluster.leading:
             sender.submit(settlements)
         elif settlements:
-            cluster.announce(DELIVERED)
+            cluster.announce(SETTLE)
 
     delivery = DeliveryEngine(
         engine,
@@ -80,6 +92,8 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
         hub=hub,
         public_url=settings.resolved_public_url,
         shared=shared,
+        safety_margin=settings.delivery_safety_margin_seconds,
+        clock=lambda: max(time.time(), indexer.head_time),
     )
 
     def on_work(work: str) -> None:
@@ -119,7 +133,7 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
         async with asyncio.TaskGroup() as leader_tasks:
             leader_tasks.create_task(indexer.run())
             leader_tasks.create_task(sender.run())
-            leader_tasks.create_task(_every(RESCAN_SECONDS, delivery.rescan))
+            leader_tasks.create_task(_every(settings.settlement_rescan_seconds, delivery.rescan))
 
     def health() -> dict[str, Any]:
         with Session(engine) as session:
@@ -139,8 +153,8 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
             vault=vault,
             hub=hub,
             domain=EscrowDomain(record.chain_id, record.escrow),
-            operator_key=settings.operator_key,
-            settle=sender.submit,
+            operator_key=operator_key,
+            settle=settle,
             resend=delivery.notify,
             channels=channels,
             templates=templates,
@@ -150,12 +164,25 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
     )
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="off"
+            app,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+            lifespan="off",
+            **server_limits(settings),
         )
     )
+    node_id = f"{socket.gethostname()}:{os.getpid()}:{settings.api_port}"
+
+    def acknowledge_master_key() -> None:
+        """Rereads the master keys and says which one this node uses (a rotation waits for it)."""
+        vault.acknowledge(engine, node_id)
+
+    acknowledge_master_key()
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(delivery.run())
         tasks.create_task(server.serve())
+        tasks.create_task(_every(ACKNOWLEDGE_SECONDS, acknowledge_master_key))
         if cluster is None:
             tasks.create_task(lead())
         else:

@@ -32,7 +32,7 @@ from liandong.chain.deployment import DeploymentRecord
 from liandong.chain.devnet import DEV_MNEMONIC, Anvil, free_port
 from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote
 from liandong.core.config import Settings
-from liandong.services.orders import IssuedQuote, create_quote
+from liandong.services.orders import DELIVERY_WINDOW_SECONDS, IssuedQuote, create_quote
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import OrderStatus, Product, ProductPrice, ShopOrder, as_utc, utcnow
 from liandong.vault.crypto import load_keyring
@@ -314,7 +314,15 @@ class LocalShop:
                 import_keys(session, self.vault, product.id, f"{sku}.txt", "\n".join(keys).encode(), "txt")
             return product.id
 
-    def quote(self, product_id: int, quantity: int = 1) -> IssuedQuote:
+    def quote(
+        self,
+        product_id: int,
+        quantity: int = 1,
+        *,
+        buyer: str | None = None,
+        delivery_window: int = DELIVERY_WINDOW_SECONDS,
+    ) -> IssuedQuote:
+        """An order quoted in the store at the chain's time: for `buyer`, or open (anyone pays)."""
         with Session(self.engine) as session:
             return create_quote(
                 session,
@@ -323,7 +331,10 @@ class LocalShop:
                 product_id=product_id,
                 quantity=quantity,
                 token=NATIVE_COIN,
+                buyer=buyer,
                 now=int(self.w3.eth.get_block("latest")["timestamp"]),
+                delivery_window=delivery_window,
+                open_quote=buyer is None,
             )
 
     def buyer(self, index: int) -> DevBuyer:

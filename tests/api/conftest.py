@@ -3,9 +3,12 @@ an escrow deployed on a real anvil; the node's loops (indexer, sender) are not r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -94,22 +97,31 @@ class Api:
         assert outcome.notices, "the order was not delivered"
 
 
-@pytest.fixture
-def api(tmp_path: Path, engine: Engine, chain: Chain) -> Iterator[Api]:
-    settings = Settings(
-        data_dir=tmp_path,
-        public_url="http://shop.test",
-        quote_rate_limit="1000/minute",
-        key_rate_limit="1000/minute",
-        _env_file=None,  # type: ignore[call-arg]
-    )
+PUBLIC_URL = "http://shop.test"
+"""The shop's public address in these tests; the client's requests come from its pages (Origin)."""
+
+
+@contextlib.contextmanager
+def build_api(tmp_path: Path, engine: Engine, chain: Chain, **overrides: Any) -> Iterator[Api]:
+    """The app over real services; `overrides` are settings (e.g. SMTP, limits)."""
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "public_url": PUBLIC_URL,
+        "quote_rate_limit": "1000/minute",
+        "key_rate_limit": "1000/minute",
+        "status_rate_limit": "1000/minute",
+        "signin_rate_limit": "1000/minute",
+        "ws_rate_limit": "1000/minute",
+        **overrides,
+    }
+    settings = Settings(**values, _env_file=None)  # type: ignore[call-arg]
     vault = Vault(Keyring(MasterKey.generate()))
     hub = OrderEventHub()
     templates = TemplateBook()
     router = ChannelRouter(settings, hub, templates)
     escrow = chain.record
     sender = SettlementSender(engine, chain.rpc_url, escrow.chain_id, escrow.escrow, OPERATOR_KEY)
-    delivery = DeliveryEngine(engine, vault, [], sender.submit, hub=hub, public_url="http://shop.test")
+    delivery = DeliveryEngine(engine, vault, [], sender.submit, hub=hub, public_url=PUBLIC_URL)
     with Session(engine) as session:
         create_merchant(session, *MERCHANT)
 
@@ -132,5 +144,20 @@ def api(tmp_path: Path, engine: Engine, chain: Chain) -> Iterator[Api]:
         on_channels_changed=channels_changed,
         health=lambda: {"status": "ok"},
     )
-    with TestClient(create_app(context)) as client:
+    with TestClient(create_app(context), headers={"Origin": PUBLIC_URL}) as client:
         yield Api(client, context, delivery)
+
+
+ApiFactory = Callable[..., contextlib.AbstractContextManager[Api]]
+
+
+@pytest.fixture
+def api_factory(tmp_path: Path, engine: Engine, chain: Chain) -> ApiFactory:
+    """Builds the app with settings of the test's own: `with api_factory(smtp_host=…) as api:`."""
+    return functools.partial(build_api, tmp_path, engine, chain)
+
+
+@pytest.fixture
+def api(tmp_path: Path, engine: Engine, chain: Chain) -> Iterator[Api]:
+    with build_api(tmp_path, engine, chain) as built:
+        yield built

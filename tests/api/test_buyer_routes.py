@@ -33,7 +33,14 @@ def merchant(api: Api) -> dict[str, str]:
 
 def quote(api: Api, product_id: int, quantity: int = 1, **extra: str) -> dict[str, str]:
     response = api.client.post(
-        "/api/quotes", json={"product_id": product_id, "quantity": quantity, "token": NATIVE_COIN, **extra}
+        "/api/quotes",
+        json={
+            "product_id": product_id,
+            "quantity": quantity,
+            "token": NATIVE_COIN,
+            "open": "buyer" not in extra,
+            **extra,
+        },
     )
     assert response.status_code == 201, response.text
     body: dict[str, str] = response.json()

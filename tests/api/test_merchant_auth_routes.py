@@ -50,14 +50,15 @@ def test_a_forged_or_revoked_token_is_refused_and_a_scope_is_enforced(api: Api) 
     assert refused.status_code == 403
     assert "products:write" in refused.json()["detail"]
 
-    admin = api.merchant_token("orders:read", "orders:write")
-    [listed] = [
-        t
-        for t in api.client.get("/api/merchant/tokens", headers=admin).json()
-        if t["scopes"] == ["orders:read"]
-    ]
-    assert api.client.delete(f"/api/merchant/tokens/{listed['id']}", headers=admin).status_code == 200
+    login(api)  # tokens are managed from a dashboard session
+    [listed] = [t for t in api.client.get("/api/merchant/tokens").json() if t["scopes"] == ["orders:read"]]
+    assert api.client.delete(f"/api/merchant/tokens/{listed['id']}").status_code == 200
     assert api.client.get("/api/merchant/orders", headers=reader).status_code == 401
+
+
+def login(api: Api) -> None:
+    answer = api.client.post("/api/merchant/login", json={"username": MERCHANT[0], "password": MERCHANT[1]})
+    assert answer.status_code == 200, answer.text
 
 
 def test_password_login_sets_a_session_cookie_that_logout_ends(api: Api) -> None:

@@ -21,10 +21,17 @@ def merchant(api: Api) -> dict[str, str]:
     return api.merchant_token(*scopes, "stats:read", "channels:write")
 
 
+ACCESS_TOKENS: dict[str, str] = {}
+"""Each order's token, as its buyer's page keeps it."""
+
+
 def new_order(api: Api, product_id: int) -> str:
-    response = api.client.post("/api/quotes", json={"product_id": product_id, "token": NATIVE_COIN})
+    response = api.client.post(
+        "/api/quotes", json={"product_id": product_id, "token": NATIVE_COIN, "open": True}
+    )
     assert response.status_code == 201, response.text
     order: str = response.json()["order"]
+    ACCESS_TOKENS[order] = response.json()["access_token"]
     return order
 
 
@@ -111,6 +118,8 @@ def test_orders_are_searchable_with_a_timeline_and_refundable_until_delivered(
         api.client.post(f"/api/merchant/orders/{quoted}/refund", json={}, headers=merchant).status_code == 409
     )
     with api.client.websocket_connect(f"/api/orders/{paid}/events") as page_events:
+        page_events.send_json({"type": "auth", "token": ACCESS_TOKENS[paid]})
+        assert page_events.receive_json()["type"] == "ready"
         refund = api.client.post(
             f"/api/merchant/orders/{paid}/refund", json={"reason": "asked"}, headers=merchant
         )

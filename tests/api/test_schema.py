@@ -19,7 +19,9 @@ from tests.api.conftest import Api
 def shop_schema(api: Api) -> Any:
     headers = api.merchant_token(*sorted(SCOPES))
     product = api.add_product("schema-game", [f"S-{n}" for n in range(20)], headers)
-    quote = api.client.post("/api/quotes", json={"product_id": product, "token": "0x" + "00" * 20}).json()
+    quote = api.client.post(
+        "/api/quotes", json={"product_id": product, "token": "0x" + "00" * 20, "open": True}
+    ).json()
     api.deliver(quote["order"], dev_account(4).address)
     return schemathesis.openapi.from_asgi("/openapi.json", api.client.app)
 

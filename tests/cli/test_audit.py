@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from tests.cli.runner import run
 
-TWO_HOURS = 2 * 3600
+PAST_THE_DEADLINE = 26 * 3600  # the delivery window is a day after the quote expires
 WITHDRAW = keccak(text="withdraw(address)")[:4]
 
 
@@ -99,7 +99,7 @@ def test_audit_reports_exactly_the_planted_faults_and_verify_key_checks_keys(
     overdue = shop.quote(product)  # a payment the shop (down) never delivered, past its deadline
     paid = shop.buyer(8).pay(overdue.quote, overdue.signature)
     assert shop.w3.eth.wait_for_transaction_receipt(paid, timeout=10)["status"] == 1  # type: ignore[arg-type]
-    _rpc(shop, "evm_increaseTime", TWO_HOURS)
+    _rpc(shop, "evm_increaseTime", PAST_THE_DEADLINE)
     _rpc(shop, "evm_mine")
 
     report_file, page = tmp_path / "audit.json", tmp_path / "audit.html"

@@ -59,6 +59,8 @@ def test_one_leader_events_on_every_node_and_a_new_leader_when_it_dies(cluster_s
     issued = shop.quote(product)
     order_key = issued.order.chain_order_id
     page = connect(f"ws://127.0.0.1:{follower.api_port}/api/orders/{order_key}/events", open_timeout=5)
+    page.send(json.dumps({"type": "auth", "token": issued.access_token}))  # the stream's proof
+    assert json.loads(page.recv(timeout=10))["type"] == "ready"
     shop.buyer(4).pay(issued.quote, issued.signature)
     heard = [json.loads(page.recv(timeout=20))["status"] for _ in range(2)]
     page.close()

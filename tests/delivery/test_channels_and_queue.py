@@ -40,6 +40,7 @@ class BrokenChannel:
 def test_a_failing_channel_is_retried_then_hands_over_and_every_attempt_is_recorded() -> None:
     hub = OrderEventHub()
     hub.subscribe(NOTICE.chain_order_id)  # the buyer's order page is open
+    hub.acknowledge(NOTICE.chain_order_id)  # and says it opened the keys
     attempts = asyncio.run(notify([BrokenChannel(), InSiteChannel(hub), BrokenChannel()], NOTICE))
     assert [(a.channel, a.succeeded) for a in attempts] == [
         ("broken", False),

@@ -20,7 +20,9 @@ SECRET = "whsec-node-test"
 
 
 def buy(shop: LocalShop, api: httpx.Client, product: int, email: str, buyer: int) -> str:
-    issued = api.post("/api/quotes", json={"product_id": product, "token": NATIVE_COIN, "email": email})
+    payer = shop.buyer(buyer).account.address
+    request = {"product_id": product, "token": NATIVE_COIN, "email": email, "buyer": payer}
+    issued = api.post("/api/quotes", json=request)
     assert issued.status_code == 201, issued.text
     body = issued.json()
     shop.buyer(buyer).pay(quote_from_api(body["quote"]), bytes.fromhex(body["signature"][2:]))

@@ -44,10 +44,13 @@ def test_quote_pay_and_read_the_key_with_a_wallet_signature_matching_the_chain(s
     shop.start()
     buyer = shop.buyer(4)
     api = _api(shop)
-    issued = api.post("/api/quotes", json={"product_id": product, "quantity": 2, "token": NATIVE_COIN}).json()
+    request = {"product_id": product, "quantity": 2, "token": NATIVE_COIN, "buyer": buyer.account.address}
+    issued = api.post("/api/quotes", json=request).json()
     order_key = issued["order"]
     quote = quote_from_api(issued["quote"])
     page = connect(f"ws://127.0.0.1:{shop.api_port}/api/orders/{order_key}/events", open_timeout=5)
+    page.send(json.dumps({"type": "auth", "token": issued["access_token"]}))  # the stream's proof
+    assert json.loads(page.recv(timeout=10))["type"] == "ready"
     buyer.pay(quote, bytes.fromhex(issued["signature"][2:]))
     paid = json.loads(page.recv(timeout=20))
     assert (paid["status"], paid["confirmations"], paid["required"]) == ("paid", 0, 1)

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 from liandong.core.config import Settings
 from liandong.store.db import make_engine, migrate
+from liandong.store.models import CardKey
 from liandong.vault.commands import vault_app
 from liandong.vault.crypto import MasterKey, load_keyring, previous_key_file
+from liandong.vault.importer import import_keys
 from liandong.vault.service import Vault
-from sqlmodel import Session
+from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from .conftest import add_product
@@ -33,18 +35,20 @@ def test_rotate(data_dir: Path) -> None:
     before = load_keyring(settings)
     with Session(engine) as session:
         product_id = add_product(session, "P1")
-        ciphertext, _ = Vault(before).encrypt(session, product_id, "ABCD")
-        session.commit()
+        import_keys(session, Vault(before), product_id, "k.txt", b"ABCD\n", "txt")
 
-    result = CliRunner().invoke(vault_app, ["rotate"])
+    result = CliRunner().invoke(vault_app, ["rotate", "--batch-size", "10", "--wait", "0"])
 
     assert result.exit_code == 0, result.output
-    assert "Rewrapped 1 data key(s)" in result.output
-    assert before.primary.key_id in result.output
-    assert previous_key_file(data_dir / "master.key").exists()
+    output = " ".join(result.output.split())
+    assert "1 product(s) have new data keys and 1 card key(s) were re-encrypted" in output
+    assert f"the previous key {before.primary.key_id} is removed" in output
+    assert not previous_key_file(data_dir / "master.key").exists()  # no node runs: none to wait for
     after = load_keyring(Settings())
     assert after.primary != before.primary
+    assert after.previous == ()
     with Session(engine) as session:
+        ciphertext = session.exec(select(CardKey.ciphertext)).one()
         assert Vault(after).decrypt(session, product_id, ciphertext) == "ABCD"
     engine.dispose()
 

@@ -32,7 +32,9 @@ CHARTS = ("latency-chart", "orders-chart", "revenue-chart", "products-chart", "t
 def pay_through_the_api(shop: LocalShop, product_id: int) -> str:
     """A buyer elsewhere: quote over the API, pay from a dev account; returns the order id."""
     api = httpx.Client(base_url=f"http://127.0.0.1:{shop.api_port}", timeout=10)
-    issued = api.post("/api/quotes", json={"product_id": product_id, "token": NATIVE_COIN}).json()
+    issued = api.post(
+        "/api/quotes", json={"product_id": product_id, "token": NATIVE_COIN, "open": True}
+    ).json()
     shop.buyer(5).pay(quote_from_api(issued["quote"]), bytes.fromhex(issued["signature"][2:]))
     order: str = issued["order"]
     return order

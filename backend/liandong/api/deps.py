@@ -4,9 +4,11 @@ No `from __future__ import annotations` here: FastAPI reads the dependency signa
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Header, HTTPException, Path, Request, WebSocket, WebSocketDisconnect
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
@@ -16,19 +18,21 @@ from sqlmodel import Session
 from liandong.chain.quotes import EscrowDomain
 from liandong.chain.settlement import Settlement
 from liandong.core.config import Settings
-from liandong.core.ratelimit import RateLimit
+from liandong.core.ratelimit import RateLimit, RateLimitExceededError, SocketCount
 from liandong.delivery.channels import DeliveryNotice, OrderEventHub
 from liandong.delivery.registry import ChannelRouter
 from liandong.delivery.templates import TemplateBook
 from liandong.services.buyer_auth import BuyerAuthError, buyer_address
 from liandong.services.imports import ImportJobs
 from liandong.services.merchant_auth import (
+    SCOPES,
     AuthError,
     ScopeError,
     authenticate_api_token,
     merchant_for_session,
+    token_scopes,
 )
-from liandong.store.models import MAX_ROW_ID, DeliveryAttempt
+from liandong.store.models import MAX_ROW_ID, DeliveryAttempt, Merchant
 from liandong.vault.service import Vault
 
 SESSION_COOKIE = "liandong_session"
@@ -56,11 +60,19 @@ class ShopContext:
     imports: ImportJobs = field(init=False)
     quote_limit: RateLimit = field(init=False)
     key_limit: RateLimit = field(init=False)
+    status_limit: RateLimit = field(init=False)
+    signin_limit: RateLimit = field(init=False)
+    ws_limit: RateLimit = field(init=False)
+    sockets: SocketCount = field(init=False)
 
     def __post_init__(self) -> None:
         self.imports = ImportJobs(self.engine, self.vault, self._stock_added)
         self.quote_limit = RateLimit.parse(self.settings.quote_rate_limit)
         self.key_limit = RateLimit.parse(self.settings.key_rate_limit)
+        self.status_limit = RateLimit.parse(self.settings.status_rate_limit)
+        self.signin_limit = RateLimit.parse(self.settings.signin_rate_limit)
+        self.ws_limit = RateLimit.parse(self.settings.ws_rate_limit)
+        self.sockets = SocketCount(self.settings.ws_max_per_client, self.settings.ws_max_total)
 
     def _stock_added(self, product_id: int, count: int) -> None:
         self.hub.publish_feed({"type": "stock", "product_id": product_id, "change": count})
@@ -70,16 +82,62 @@ class ShopContext:
 
 
 async def stream_events(
-    websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]], unsubscribe: Callable[[], None]
+    websocket: WebSocket,
+    queue: asyncio.Queue[dict[str, Any]],
+    unsubscribe: Callable[[], None],
+    on_message: Callable[[Any], Awaitable[None]] | None = None,
 ) -> None:
-    """Sends the queue's events to the client until it leaves; the socket is already accepted."""
-    try:
+    """Sends the queue's events to the client until it leaves (heard at once, not at the next
+    event, so its connection slot is freed); the client's messages go to `on_message`. The socket
+    is already accepted."""
+
+    async def send() -> None:
         while True:
             await websocket.send_json(await queue.get())
-    except (WebSocketDisconnect, asyncio.CancelledError):
-        pass
+
+    async def receive() -> None:
+        while True:
+            message = await websocket.receive_json()
+            if on_message is not None:
+                await on_message(message)
+
+    tasks = {asyncio.ensure_future(send()), asyncio.ensure_future(receive())}
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        pass  # the server is shutting the connection: it ends as when the client leaves
     finally:
+        for task in tasks:
+            task.cancel()
         unsubscribe()
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, asyncio.CancelledError):
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await websocket.close()
+
+
+WS_POLICY_VIOLATION = 1008
+WS_TRY_AGAIN_LATER = 1013
+
+
+@contextlib.asynccontextmanager
+async def socket_slot(websocket: WebSocket, context: ShopContext) -> AsyncIterator[bool]:
+    """Admits a WebSocket within the client's open budget and the caps (per client, in all);
+    yields whether it was admitted (a refused one is already closed) and counts it out after."""
+    client = websocket.client.host if websocket.client else "unknown"
+    try:
+        context.ws_limit.hit(client)
+    except RateLimitExceededError as error:
+        await websocket.close(code=WS_TRY_AGAIN_LATER, reason=str(error))
+        yield False
+        return
+    if not context.sockets.open(client):
+        await websocket.close(code=WS_TRY_AGAIN_LATER, reason="too many open connections; try again later")
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        context.sockets.close(client)
 
 
 def shop(request: Request) -> ShopContext:
@@ -107,7 +165,52 @@ def key_rate(request: Request, context: Shop) -> None:
     context.key_limit.hit(_client(request))
 
 
+def status_rate(request: Request, context: Shop) -> None:
+    context.status_limit.hit(_client(request))
+
+
+def signin_rate(request: Request, context: Shop) -> None:
+    context.signin_limit.hit(_client(request))
+
+
 # ------------------------------------------------------------------ merchants
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str | None:
+    """`scheme://host[:port]` of a URL, lower-case, without the scheme's default port."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    shown = "" if port in (None, _DEFAULT_PORTS[parts.scheme]) else f":{port}"
+    return f"{parts.scheme}://{host.lower()}{shown}"
+
+
+def check_origin(request: Request, settings: Settings) -> None:
+    """Refuses a cookie-authenticated write that does not come from the shop's own pages.
+
+    SameSite=Strict keeps the cookie from other sites, but not from sibling subdomains (same
+    site), which can also post `text/plain` without a preflight. Browsers send `Origin` on every
+    POST/PUT/PATCH/DELETE (the pages' Referrer-Policy is same-origin, so it is never "null" for
+    them); `Referer` is the fallback. Neither, or another origin than `LIANDONG_PUBLIC_URL`'s: 403.
+    """
+    if request.method not in UNSAFE_METHODS:
+        return
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    expected = origin_of(settings.resolved_public_url)
+    if sent is None or origin_of(sent) != expected:
+        raise HTTPException(
+            status_code=403,
+            detail=f"cross-site request refused: a logged-in write must come from {expected}",
+        )
+
 
 _api_token = HTTPBearer(
     auto_error=False, scheme_name="ApiToken", description="A merchant API token (`ld_…`), scoped."
@@ -121,12 +224,18 @@ _session_cookie = APIKeyCookie(
 class MerchantIdentity:
     id: int
     username: str
+    scopes: frozenset[str] = SCOPES
+    """What the credentials may do: every scope for a dashboard session, an API token's own."""
+    session: bool = True
+    """A dashboard session (cookie), not an API token."""
 
 
-def merchant(scope: str) -> Callable[..., MerchantIdentity]:
-    """A dependency that lets in a dashboard session, or an API token holding `scope`."""
+def merchant(scope: str | None) -> Callable[..., MerchantIdentity]:
+    """A dependency that lets in a dashboard session, or an API token holding `scope`; with
+    `scope=None` a dashboard session only (an API token is refused with 403)."""
 
     def authenticate(
+        request: Request,
         context: Shop,
         token: Annotated[HTTPAuthorizationCredentials | None, Depends(_api_token)],
         cookie: Annotated[str | None, Depends(_session_cookie)],
@@ -134,9 +243,17 @@ def merchant(scope: str) -> Callable[..., MerchantIdentity]:
         with context.session() as session:
             try:
                 if token is not None:
+                    if scope is None:
+                        if not token_scopes(session, token.credentials):
+                            raise AuthError("unknown or revoked API token")
+                        raise ScopeError("only a dashboard session (log in) may do this, not an API token")
                     found = authenticate_api_token(session, token.credentials, scope)
+                    identity = MerchantIdentity(
+                        _id(found), found.username, token_scopes(session, token.credentials), False
+                    )
                 elif cookie:
                     found = merchant_for_session(session, cookie)
+                    identity = MerchantIdentity(_id(found), found.username)
                 else:
                     raise AuthError("log in, or send an API token")
             except ScopeError as error:
@@ -145,10 +262,16 @@ def merchant(scope: str) -> Callable[..., MerchantIdentity]:
                 raise HTTPException(
                     status_code=401, detail=str(error), headers={"WWW-Authenticate": "Bearer"}
                 ) from None
-            assert found.id is not None
-            return MerchantIdentity(found.id, found.username)
+        if identity.session:
+            check_origin(request, context.settings)
+        return identity
 
     return authenticate
+
+
+def _id(found: Merchant) -> int:
+    assert found.id is not None
+    return found.id
 
 
 def feed_merchant(websocket: WebSocket) -> MerchantIdentity | None:

@@ -14,22 +14,38 @@ from eth_abi.abi import decode, encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-ORDER_PAID = keccak(text="OrderPaid(bytes32,address,uint256,uint256,address,uint256,uint64)")
+ORDER_PAID = keccak(text="OrderPaid(bytes32,address,uint256,uint256,address,uint256,uint64,uint16)")
 ORDER_DELIVERED = keccak(text="OrderDelivered(bytes32,bytes32,uint256)")
 ORDER_REFUNDED = keccak(text="OrderRefunded(bytes32,address,address,uint256,bool)")
+SETTLEMENT_SKIPPED = keccak(text="SettlementSkipped(bytes32,uint8)")
 SETTLEMENT_TOPICS = (ORDER_PAID, ORDER_DELIVERED, ORDER_REFUNDED)
-REFUND_CLAIMED = keccak(text="RefundClaimed(address,address,uint256)")
+REFUND_CLAIMED = keccak(text="RefundClaimed(address,address,address,uint256)")
+FEE_CHANGED = keccak(text="FeeChanged(address,uint16)")
 MERCHANT_WITHDRAWAL = keccak(text="MerchantWithdrawal(address,address,uint256)")
 FEE_WITHDRAWAL = keccak(text="FeeWithdrawal(address,address,uint256)")
 FUNDS_OUT_KINDS = {REFUND_CLAIMED: "refund claim", MERCHANT_WITHDRAWAL: "withdrawal", FEE_WITHDRAWAL: "fees"}
 
-_ORDER_TUPLE = "(bytes32,address,address,uint256,uint64)"
+_ORDER_TUPLE = "(bytes32,address,address,uint256,uint64,uint16)"
 RECORD_DELIVERIES = keccak(text=f"recordDeliveries(({_ORDER_TUPLE},bytes32)[])")[:4]
 REFUND_BATCH = keccak(text=f"refundBatch({_ORDER_TUPLE}[])")[:4]
 ORDER_STATUS = keccak(text="orderStatus(bytes32)")[:4]
 STATUS_MASK = 3
 ORDER_STATES = ("none", "paid", "delivered", "refunded")
 """The escrow's `Status` values, by number."""
+MIN_DELIVERY_WINDOW = 60 * 60
+"""The escrow's `MIN_DELIVERY_WINDOW`: a quote's deadline must leave this long after its expiry."""
+
+SKIP_UNKNOWN_ORDER = 1
+SKIP_TERMS_MISMATCH = 2
+SKIP_NOT_PAID = 3
+SKIP_WINDOW_CLOSED = 4
+SKIP_REASONS = {
+    SKIP_UNKNOWN_ORDER: "unknown order",
+    SKIP_TERMS_MISMATCH: "terms mismatch",
+    SKIP_NOT_PAID: "not paid (already settled)",
+    SKIP_WINDOW_CLOSED: "delivery window closed",
+}
+"""`SettlementSkipped` reasons: why a batch left an order as it was."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,7 @@ class OrderPaid:
     token: str
     amount: int
     delivery_deadline: int
+    fee_bps: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,15 @@ class OrderRefunded:
     amount: int
 
 
+@dataclass(frozen=True)
+class SettlementSkipped:
+    """A batch left an order as it was (`reason`: one of the `SKIP_` constants)."""
+
+    position: LogPosition
+    order_id: bytes
+    reason: int
+
+
 EscrowEvent = OrderPaid | OrderDelivered | OrderRefunded
 
 
@@ -82,21 +108,26 @@ class FundsOut:
     kind: str
     token: str
     recipient: str
+    """Where the funds went (for a refund claim, the `to` the buyer named)."""
     amount: int
+    account: str = ""
+    """Whose balance the funds came from: the recipient, or the buyer whose credit was claimed."""
 
 
 @dataclass(frozen=True)
 class OrderTerms:
-    """The escrow's `Order` struct: what settling an order needs."""
+    """The escrow's `Order` struct: what settling an order needs (the terms `OrderPaid` carried,
+    with the platform fee fixed at payment)."""
 
     order_id: bytes
     buyer: str
     token: str
     amount: int
     delivery_deadline: int
+    fee_bps: int = 0
 
-    def as_abi(self) -> tuple[bytes, str, str, int, int]:
-        return (self.order_id, self.buyer, self.token, self.amount, self.delivery_deadline)
+    def as_abi(self) -> tuple[bytes, str, str, int, int, int]:
+        return (self.order_id, self.buyer, self.token, self.amount, self.delivery_deadline, self.fee_bps)
 
 
 def rpc_hex(value: Any) -> str:
@@ -121,12 +152,20 @@ def decode_log(log: Any) -> EscrowEvent | None:
     data = _bytes(log["data"])
     position = _position(log)
     if topics[0] == ORDER_PAID:
-        product_id, quantity, token, amount, deadline = decode(
-            ["uint256", "uint256", "address", "uint256", "uint64"], data
+        product_id, quantity, token, amount, deadline, fee_bps = decode(
+            ["uint256", "uint256", "address", "uint256", "uint64", "uint16"], data
         )
         buyer = to_checksum_address(topics[2][12:])
         return OrderPaid(
-            position, topics[1], buyer, product_id, quantity, to_checksum_address(token), amount, deadline
+            position,
+            topics[1],
+            buyer,
+            product_id,
+            quantity,
+            to_checksum_address(token),
+            amount,
+            deadline,
+            fee_bps,
         )
     if topics[0] == ORDER_DELIVERED:
         commitment, fee = decode(["bytes32", "uint256"], data)
@@ -138,6 +177,23 @@ def decode_log(log: Any) -> EscrowEvent | None:
     return None
 
 
+def decode_skipped(log: Any) -> SettlementSkipped | None:
+    """The `SettlementSkipped` event in a raw log (or a receipt's log), or None for any other log."""
+    topics = [_bytes(topic) for topic in log["topics"]]
+    if not topics or topics[0] != SETTLEMENT_SKIPPED:
+        return None
+    (reason,) = decode(["uint8"], _bytes(log["data"]))
+    return SettlementSkipped(_position(log), topics[1], int(reason))
+
+
+def decode_fee_recipient(log: Any) -> str | None:
+    """The recipient a `FeeChanged` event names, or None for any other log."""
+    topics = [_bytes(topic) for topic in log["topics"]]
+    if not topics or topics[0] != FEE_CHANGED:
+        return None
+    return to_checksum_address(topics[1][12:])
+
+
 def decode_funds_out(log: Any) -> FundsOut | None:
     """The withdrawal or refund claim in a raw `eth_getLogs` entry, or None for any other log."""
     topics = [_bytes(topic) for topic in log["topics"]]
@@ -145,10 +201,20 @@ def decode_funds_out(log: Any) -> FundsOut | None:
     if kind is None:
         return None
     (amount,) = decode(["uint256"], _bytes(log["data"]))
-    # RefundClaimed(buyer, token, …); the withdrawals (token, recipient, …).
-    token, recipient = (topics[2], topics[1]) if topics[0] == REFUND_CLAIMED else (topics[1], topics[2])
+    # RefundClaimed(buyer, token, to, …): the credit was the buyer's, the funds went to `to`;
+    # the withdrawals (token, recipient, …).
+    if topics[0] == REFUND_CLAIMED:
+        token, recipient, account = topics[2], topics[3], topics[1]
+    else:
+        token, recipient = topics[1], topics[2]
+        account = recipient
     return FundsOut(
-        _position(log), kind, to_checksum_address(token[12:]), to_checksum_address(recipient[12:]), amount
+        _position(log),
+        kind,
+        to_checksum_address(token[12:]),
+        to_checksum_address(recipient[12:]),
+        amount,
+        to_checksum_address(account[12:]),
     )
 
 
@@ -185,10 +251,13 @@ def decode_order_record(result: bytes) -> tuple[int, bytes]:
     return int(status), bytes(stored_terms)
 
 
-def terms_hash(buyer: str, token: str, amount: int, delivery_deadline: int) -> bytes:
+def terms_hash(buyer: str, token: str, amount: int, delivery_deadline: int, fee_bps: int = 0) -> bytes:
     """The hash the escrow keeps in an order's slot (`orderTermsHash`): the two lowest bits, which
     hold the status there, cleared."""
     digest = keccak(
-        encode(["address", "address", "uint256", "uint64"], [buyer, token, amount, delivery_deadline])
+        encode(
+            ["address", "address", "uint256", "uint64", "uint16"],
+            [buyer, token, amount, delivery_deadline, fee_bps],
+        )
     )
     return digest[:-1] + bytes([digest[-1] & ~STATUS_MASK & 0xFF])

@@ -40,6 +40,8 @@ from liandong.store.models import ChainBlock, ChainCheckpoint, OrderStatus, Paym
 log = logging.getLogger(__name__)
 
 _TOPIC_HEXES = ["0x" + topic.hex() for topic in SETTLEMENT_TOPICS]
+PAYMENT_REORGED = "payment reorged"
+"""The anomaly of a delivered order whose payment a reorganisation took off the chain."""
 
 
 @dataclass(frozen=True)
@@ -138,21 +140,26 @@ class IndexerStore:
             orders = self._orders_named(session, events)
             paid = [event for event in events if isinstance(event, OrderPaid)]
             confirmed = self._record_payments(session, paid, orders, times, upto.timestamp)
+            connection = session.connection()
             for event in events:
                 order = orders.get("0x" + event.order_id.hex())
                 if order is None or isinstance(event, OrderPaid):
                     continue
+                block = event.position.block_number
                 if isinstance(event, OrderDelivered):
-                    if order.committed_at is None:
-                        order.committed_at = _now()
-                        order.settled_block = event.position.block_number
-                        session.add(order)
-                elif order.status != OrderStatus.REFUNDED:
-                    order.status, order.refunded_at = OrderStatus.REFUNDED, _now()
-                    order.settled_block = event.position.block_number
-                    session.add(order)
+                    connection.execute(
+                        update(ShopOrder)
+                        .where(col(ShopOrder.id) == order.id, col(ShopOrder.committed_at).is_(None))
+                        .values(committed_at=_now(), settled_block=block)
+                    )
+                    continue
+                refunded = connection.execute(
+                    update(ShopOrder)
+                    .where(col(ShopOrder.id) == order.id, col(ShopOrder.status) != OrderStatus.REFUNDED)
+                    .values(status=OrderStatus.REFUNDED, refunded_at=_now(), settled_block=block)
+                )
+                if refunded.rowcount:
                     self._note(order, OrderStatus.REFUNDED)
-            connection = session.connection()
             if blocks:  # a rollback deletes blocks above the ancestor, so these are always new
                 connection.execute(
                     insert(ChainBlock),
@@ -241,22 +248,13 @@ class IndexerStore:
                     Payment.chain_id == self.chain_id, Payment.block_number > ancestor.number
                 )
             ).all()
+            connection = session.connection()
             for payment in orphaned:
                 order = session.exec(
                     select(ShopOrder).where(ShopOrder.chain_order_id == payment.chain_order_id)
                 ).first()
-                if order is not None and order.status in (OrderStatus.PAID, OrderStatus.CONFIRMED):
-                    order.status = OrderStatus.QUOTED
-                    order.payer = order.seen_at = order.confirmed_at = order.block_time = None
-                    session.add(order)
-                    self._note(order, OrderStatus.QUOTED, reason="the payment's block left the chain")
-                elif order is not None:
-                    log.warning(
-                        "reorg below %s removed the payment of %s order %s",
-                        ancestor.number,
-                        order.status,
-                        order.id,
-                    )
+                if order is not None:
+                    self._orphan(connection, order, ancestor.number)
                 session.delete(payment)
             session.exec(
                 delete(ChainBlock).where(
@@ -272,15 +270,49 @@ class IndexerStore:
         self._announce()
         return len(orphaned)
 
+    def _orphan(self, connection: Any, order: ShopOrder, ancestor: int) -> None:
+        """The payment of `order` left the chain. Not delivered yet: the order is unpaid again.
+        Its keys already out: it is flagged ("payment reorged") for the abnormal log and the
+        alerts, never silently kept. Each change is conditional on the state it was decided on,
+        so a delivery committed meanwhile is never overwritten by the rollback."""
+        unpaid = connection.execute(
+            update(ShopOrder)
+            .where(
+                col(ShopOrder.id) == order.id,
+                col(ShopOrder.status).in_([OrderStatus.PAID, OrderStatus.CONFIRMED]),
+            )
+            .values(status=OrderStatus.QUOTED, payer=None, seen_at=None, confirmed_at=None, block_time=None)
+        )
+        if unpaid.rowcount:
+            self._note(order, OrderStatus.QUOTED, reason="the payment's block left the chain")
+            return
+        flagged = connection.execute(
+            update(ShopOrder)
+            .where(col(ShopOrder.id) == order.id, col(ShopOrder.status) == OrderStatus.DELIVERED)
+            .values(anomaly=PAYMENT_REORGED)
+        )
+        if flagged.rowcount:
+            log.error(
+                "ALERT: reorg below %s removed the payment of order %s after its keys went out",
+                ancestor,
+                order.id,
+            )  # and the dashboard's alerts (services.stats.alerts) name it until it is dealt with
+        else:
+            log.warning("reorg below %s removed the payment of %s order %s", ancestor, order.status, order.id)
+
     def _unsettle_after(self, session: Session, block_number: int) -> None:
         """Settlements recorded in blocks that left the chain are owed again: the leader's rescan
         re-sends them (the escrow refuses a second settlement, so nothing is settled twice)."""
-        for order in session.exec(select(ShopOrder).where(col(ShopOrder.settled_block) > block_number)):
-            log.warning("reorg below %s removed the on-chain settlement of order %s", block_number, order.id)
-            if order.status == OrderStatus.REFUNDED:
-                order.status, order.refunded_at = OrderStatus.REFUNDING, None
-            order.committed_at = order.settled_block = None
-            session.add(order)
+        connection = session.connection()
+        gone = col(ShopOrder.settled_block) > block_number
+        for order_id in session.exec(select(ShopOrder.id).where(gone)):
+            log.warning("reorg below %s removed the on-chain settlement of order %s", block_number, order_id)
+        connection.execute(
+            update(ShopOrder)
+            .where(gone, col(ShopOrder.status) == OrderStatus.REFUNDED)
+            .values(status=OrderStatus.REFUNDING, refunded_at=None)
+        )
+        connection.execute(update(ShopOrder).where(gone).values(committed_at=None, settled_block=None))
 
     def _record_payments(
         self,
@@ -307,7 +339,11 @@ class IndexerStore:
             }
             existing = payments.get(order_key)
             if existing is not None:  # re-included after a reorg: a new transaction and block
-                connection.execute(update(Payment).where(col(Payment.id) == existing.id).values(**position))
+                connection.execute(
+                    update(Payment)
+                    .where(col(Payment.id) == existing.id)
+                    .values(**position, fee_bps=event.fee_bps)
+                )
             else:
                 new_payments.append(
                     {
@@ -316,6 +352,7 @@ class IndexerStore:
                         "payer": event.buyer,
                         "token": event.token,
                         "amount": str(event.amount),
+                        "fee_bps": event.fee_bps,
                         "seen_at": seen_at,
                         **position,
                     }
@@ -328,6 +365,10 @@ class IndexerStore:
                 session.add(_unknown_order(event))
                 continue
             if order.status != OrderStatus.QUOTED:
+                if order.fee_bps != event.fee_bps:  # re-included after a reorg at another fee
+                    connection.execute(
+                        update(ShopOrder).where(col(ShopOrder.id) == order.id).values(fee_bps=event.fee_bps)
+                    )
                 continue
             assert order.id is not None
             priority = event.amount.bit_length() + (256 if event.buyer in returning else 0)
@@ -354,6 +395,7 @@ class IndexerStore:
                     "rank": priority,
                     "new_status": OrderStatus.CONFIRMED if confirm_now else OrderStatus.PAID,
                     "confirmed": seen_at if confirm_now else None,
+                    "fee": event.fee_bps,
                 }
             )
             if confirm_now:
@@ -373,6 +415,7 @@ class IndexerStore:
                     priority=bindparam("rank"),
                     status=bindparam("new_status"),
                     confirmed_at=bindparam("confirmed"),
+                    fee_bps=bindparam("fee"),
                 ),
                 order_updates,
             )
@@ -389,17 +432,24 @@ class IndexerStore:
             for order, payment in rows
         )
         confirmed = []
+        connection = session.connection()
         for order, payment in rows:
             required = self.policy.required(order.token, int(order.amount))
             depth = head_number - payment.block_number
+            status = order.status
             if depth >= required:
-                order.status = OrderStatus.CONFIRMED
-                order.confirmed_at = _now()
-                session.add(order)
+                marked = connection.execute(
+                    update(ShopOrder)
+                    .where(col(ShopOrder.id) == order.id, col(ShopOrder.status) == OrderStatus.PAID)
+                    .values(status=OrderStatus.CONFIRMED, confirmed_at=_now())
+                )
+                if not marked.rowcount:
+                    continue  # refunded by the merchant meanwhile
+                status = OrderStatus.CONFIRMED
                 assert order.id is not None
                 confirmed.append(ConfirmedOrder(order.id, order.priority))
             if depth > 0:  # at depth 0 the payment's own event said "paid, 0 of N"
-                self._note(order, order.status, confirmations=min(depth, required), required=required)
+                self._note(order, status, confirmations=min(depth, required), required=required)
         return confirmed
 
 
@@ -417,6 +467,7 @@ def _unknown_order(event: OrderPaid) -> ShopOrder:
         quote_signature="",
         quote_expiry=0,
         delivery_deadline=event.delivery_deadline,
+        fee_bps=event.fee_bps,
         access_token_hash="",
         seen_at=_now(),
     )
@@ -452,6 +503,8 @@ class Indexer:
         self._head = -1
         self._position = -1
         self._position_hash = ""
+        self.head_time = 0
+        """The newest block timestamp seen: the chain's clock, which the escrow's deadlines follow."""
         self._tip_suspect = True
         """Check at the next sync whether our last block is still canonical (start-up, safety poll,
         or a head at or below our height)."""
@@ -463,6 +516,7 @@ class Indexer:
         if header.number <= self._position:  # a block at a height we already passed: a reorg
             self._tip_suspect = True
         self._headers[header.number] = header
+        self.head_time = max(self.head_time, header.timestamp)
         if len(self._headers) > 256:
             for number in sorted(self._headers)[:-128]:
                 del self._headers[number]
@@ -554,7 +608,9 @@ class Indexer:
         if cached is not None:
             return cached
         block = await self.rpc.eth.get_block(number)
-        return Header.from_rpc(block)
+        header = Header.from_rpc(block)
+        self.head_time = max(self.head_time, header.timestamp)
+        return header
 
     async def sync(self) -> None:
         """Brings the checkpoint to the head the indexer knows of."""

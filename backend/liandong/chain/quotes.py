@@ -13,6 +13,8 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 
+from liandong.chain.escrow import MIN_DELIVERY_WINDOW
+
 # The token address that stands for the chain's native coin, as in the contract.
 NATIVE_COIN = "0x0000000000000000000000000000000000000000"
 ESCROW_DOMAIN_NAME = "LiandongEscrow"
@@ -74,6 +76,17 @@ class Quote:
         if self.delivery_deadline < self.expiry:
             raise ValueError("the delivery deadline cannot come before the quote expires")
 
+    @property
+    def delivery_window(self) -> int:
+        """Seconds from the quote's expiry to its delivery deadline: the escrow refuses to take a
+        payment for less than its MIN_DELIVERY_WINDOW (the shop never quotes less)."""
+        return self.delivery_deadline - self.expiry
+
+    @property
+    def payable(self) -> bool:
+        """Whether the escrow's `pay` accepts these windows (the tests build refused ones too)."""
+        return self.delivery_window >= MIN_DELIVERY_WINDOW
+
     def as_message(self) -> dict[str, Any]:
         return {
             "orderId": self.order_id,
@@ -99,14 +112,16 @@ class Quote:
             self.delivery_deadline,
         )
 
-    def order_terms(self, payer: str) -> tuple[bytes, str, str, int, int]:
-        """The `Order` struct that settles this quote once `payer` has paid it."""
+    def order_terms(self, payer: str, fee_bps: int = 0) -> tuple[bytes, str, str, int, int, int]:
+        """The `Order` struct that settles this quote once `payer` has paid it, with the platform
+        fee the escrow fixed at payment (its `OrderPaid` event says which)."""
         return (
             self.order_id,
             to_checksum_address(payer),
             to_checksum_address(self.token),
             self.amount,
             self.delivery_deadline,
+            fee_bps,
         )
 
 

@@ -2,13 +2,27 @@
 
 Settlements queue in memory (and are rebuilt from the database after a restart). Every
 `batch_interval`, or as soon as `batch_size` wait, the sender sends one `recordDeliveries` and one
-`refundBatch` transaction from the operator key. Each transaction sent is written to `ChainTx`
-first, so a restart knows what may already be in flight. A transaction still unmined after
-`stuck_seconds` is sent again with the same nonce and a higher fee.
+`refundBatch` transaction from the operator key.
 
-The escrow rejects a whole batch if one order in it is already settled (a previous run's
-transaction landed), so before sending, the batch is checked with `eth_estimateGas`; on a revert,
-each order's on-chain status is read and the settled ones are dropped.
+Crash safety: a transaction is signed, then written to `ChainTx` WITH its signed raw bytes and
+committed, and only then sent. A crash before the commit sent nothing; a crash after it leaves a
+pending row whose transaction the chain node may never have seen: after a restart (or whenever the
+node no longer knows a pending transaction) the stored bytes are broadcast again, the same
+transaction with the same nonce and hash, never signed anew. Only when that nonce has been used by
+something else are its orders sent again in a new transaction. A transaction still unmined after
+`stuck_seconds` is replaced with the same nonce and a fee 25 % higher (written before it is sent,
+the same way).
+
+The escrow's batches skip an order they cannot settle (`SettlementSkipped`) rather than revert, so
+a mined batch does not mean every order in it settled: only the orders whose `OrderDelivered` /
+`OrderRefunded` log is in the receipt are marked settled. A skipped one is left to the indexer when
+another transaction settled it (reason 3), is refunded when its delivery window closed (reason 4),
+and is held for the merchant with its reason in the abnormal log otherwise. A batch whose gas
+estimate reverts is split in halves until the order that makes it revert is isolated: that order is
+held with the error in the abnormal log, the others are sent.
+
+Every transaction in which the sender writes (its `ChainTx` rows, settlement marks, anomalies)
+calls `fence(session)` just before its commit, which raises if this node no longer leads.
 """
 
 from __future__ import annotations
@@ -16,32 +30,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from eth_account import Account
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from liandong.chain.escrow import (
+    SKIP_NOT_PAID,
+    SKIP_REASONS,
+    SKIP_WINDOW_CLOSED,
+    OrderDelivered,
+    OrderRefunded,
     OrderTerms,
+    decode_log,
     decode_order_status,
+    decode_skipped,
     order_status_calldata,
     record_deliveries_calldata,
     refund_batch_calldata,
     rpc_int,
 )
-from liandong.store.models import ChainTx, ChainTxStatus, OrderStatus, ShopOrder, utcnow
+from liandong.crashpoints import crash_point
+from liandong.store.models import ChainTx, ChainTxStatus, OperatorStatus, OrderStatus, ShopOrder, utcnow
 
 log = logging.getLogger(__name__)
 
 PAID_ON_CHAIN = 1
 FEE_BUMP_PERCENT = 25  # nodes take a replacement at +10 % or more
+SETTLED_ELSEWHERE_SECONDS = 60.0
+"""An order a batch skipped because another transaction settled it is not sent again for this long:
+the indexer records that settlement from its log meanwhile."""
+DELIVERY_WINDOW_CLOSED = "delivery window closed"
+OPERATOR_STATUS_SECONDS = 10.0
+"""How often the operator's balance is written down for the dashboard's alerts."""
+DEFAULT_BATCH_GAS = 700_000
+"""A full batch's gas (50 deliveries ~575k, 50 refunds ~770k) until a real one has been estimated."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +93,7 @@ def order_terms(order: ShopOrder) -> OrderTerms:
         token=order.token,
         amount=int(order.amount),
         delivery_deadline=order.delivery_deadline,
+        fee_bps=order.fee_bps,
     )
 
 
@@ -73,6 +105,16 @@ def settlement_of(order: ShopOrder) -> Settlement:
         assert order.commitment is not None
         commitment = bytes.fromhex(order.commitment.removeprefix("0x"))
     return Settlement(order.id, order_terms(order), commitment)
+
+
+def hold_order(session: Session, order_id: int, anomaly: str) -> None:
+    """Stops handing `order_id` to the sender (the escrow refuses its settlement) and says why in
+    the abnormal log; an anomaly already recorded is kept."""
+    session.connection().execute(
+        update(ShopOrder)
+        .where(col(ShopOrder.id) == order_id)
+        .values(settlement_held=True, anomaly=func.coalesce(col(ShopOrder.anomaly), anomaly[:200]))
+    )
 
 
 class SettlementSender:
@@ -87,6 +129,7 @@ class SettlementSender:
         batch_interval: float = 0.25,
         batch_size: int = 50,
         stuck_seconds: float = 30.0,
+        fence: Callable[[Session], None] | None = None,
     ) -> None:
         self.engine = engine
         self.rpc = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
@@ -96,25 +139,42 @@ class SettlementSender:
         self.batch_interval = batch_interval
         self.batch_size = batch_size
         self.stuck_seconds = stuck_seconds
+        self.fence = fence
+        """Called in every transaction the sender writes in, just before its commit; raises when
+        this node no longer leads (set by the cluster)."""
         self._deliveries: dict[int, Settlement] = {}
         self._refunds: dict[int, Settlement] = {}
         self._in_flight: set[int] = set()
+        self._resting: dict[int, float] = {}
+        """Orders settled by another transaction, by when they may be sent again (monotonic)."""
+        self._batch_gas = 0
+        self._status_due = 0.0
         self._wake = asyncio.Event()
 
     def submit(self, settlements: Sequence[Settlement]) -> None:
+        now = time.monotonic()
         for settlement in settlements:
             if settlement.order_id in self._in_flight:
                 continue
+            if self._resting.get(settlement.order_id, 0.0) > now:
+                continue
+            self._resting.pop(settlement.order_id, None)
             queue = self._deliveries if settlement.commitment is not None else self._refunds
             queue[settlement.order_id] = settlement
         if len(self._deliveries) >= self.batch_size or len(self._refunds) >= self.batch_size:
             self._wake.set()
 
     def recover(self) -> None:
-        """Marks the orders of transactions a previous run left pending as in flight."""
+        """Marks the orders of transactions a previous run left pending as in flight; the first
+        round broadcasts again those the chain node does not know (see the module's doc)."""
         with Session(self.engine) as session:
             for tx in session.exec(select(ChainTx).where(ChainTx.status == ChainTxStatus.PENDING)).all():
                 self._in_flight.update(_order_ids(tx))
+
+    def _commit(self, session: Session) -> None:
+        if self.fence is not None:
+            self.fence(session)
+        session.commit()
 
     async def run(self) -> None:
         while True:
@@ -125,10 +185,30 @@ class SettlementSender:
                 await self._track_in_flight()
                 await self._flush(self._deliveries, "deliveries")
                 await self._flush(self._refunds, "refunds")
+                if time.monotonic() >= self._status_due:
+                    self._status_due = time.monotonic() + OPERATOR_STATUS_SECONDS
+                    await self._record_operator_status()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("settlement round failed; retrying")
+
+    async def _record_operator_status(self) -> None:
+        """The operator's balance and what a batch costs now, for the low-balance alert."""
+        balance = int(await self.rpc.eth.get_balance(self.account.address))
+        max_fee, _ = await self._fees()
+        with Session(self.engine) as session:
+            session.merge(
+                OperatorStatus(
+                    chain_id=self.chain_id,
+                    address=self.account.address,
+                    balance=str(balance),
+                    max_fee_per_gas=str(max_fee),
+                    batch_gas=self._batch_gas or DEFAULT_BATCH_GAS,
+                    updated_at=utcnow(),
+                )
+            )
+            self._commit(session)
 
     # ------------------------------------------------------------- sending
 
@@ -151,18 +231,33 @@ class SettlementSender:
             self._in_flight.difference_update(taken - sent)
 
     async def _settle(self, batch: list[Settlement], kind: str) -> set[int]:
-        """Sends `batch`, less the orders the escrow has settled already (they would revert it);
-        returns the orders sent."""
+        """Sends `batch`; if its gas estimate reverts, splits it in halves until the order that makes
+        it revert is isolated, holds that one (abnormal log) and sends the rest. Returns the orders
+        sent."""
         data = self._calldata(batch, kind)
-        gas = await self._estimate(data)
-        if gas is None:
-            batch = await self._drop_settled(batch)
-            if not batch:
-                return set()
-            data = self._calldata(batch, kind)
-            gas = await self.rpc.eth.estimate_gas(self._tx_fields(data))
-        await self._send(batch, kind, data, gas)
-        return {settlement.order_id for settlement in batch}
+        gas, error = await self._estimate(data)
+        if gas is not None:
+            self._batch_gas = max(self._batch_gas, gas * self.batch_size // len(batch))
+            await self._send(batch, kind, data, gas)
+            return {settlement.order_id for settlement in batch}
+        if len(batch) > 1:
+            middle = len(batch) // 2
+            return await self._settle(batch[:middle], kind) | await self._settle(batch[middle:], kind)
+        settlement = batch[0]
+        status = await self._on_chain_status(settlement.terms)
+        if status != PAID_ON_CHAIN:
+            # Settled by another transaction: the indexer records it, with its block.
+            log.info("order %s is already settled on-chain (status %s)", settlement.order_id, status)
+            self._resting[settlement.order_id] = time.monotonic() + SETTLED_ELSEWHERE_SECONDS
+            return set()
+        if (await self._estimate(self._calldata([], kind)))[0] is None:
+            # Even an empty batch reverts: not this order's fault (operator revoked or replaced).
+            raise RuntimeError(f"every {kind} call reverts ({error}): is this key still the operator?")
+        log.error("ALERT: the %s of order %s reverts (%s): held", kind, settlement.order_id, error)
+        with Session(self.engine) as session:
+            hold_order(session, settlement.order_id, f"settlement reverts: {error}")
+            self._commit(session)
+        return set()
 
     @staticmethod
     def _calldata(batch: Sequence[Settlement], kind: str) -> bytes:
@@ -170,24 +265,12 @@ class SettlementSender:
             return record_deliveries_calldata([(s.terms, s.commitment or b"") for s in batch])
         return refund_batch_calldata([s.terms for s in batch])
 
-    async def _estimate(self, data: bytes) -> int | None:
-        """The gas of a settlement call, or None if it would revert."""
+    async def _estimate(self, data: bytes) -> tuple[int | None, str]:
+        """The gas of a settlement call, or None (and why) if it would revert."""
         try:
-            return await self.rpc.eth.estimate_gas(self._tx_fields(data))
-        except (ContractLogicError, Web3RPCError, ValueError):
-            return None
-
-    async def _drop_settled(self, batch: list[Settlement]) -> list[Settlement]:
-        """Keeps the orders the escrow can still settle. The others are left for the indexer to
-        record, with the block of their settlement, so that a reorganisation can undo it."""
-        keep = []
-        for settlement in batch:
-            status = await self._on_chain_status(settlement.terms)
-            if status == PAID_ON_CHAIN:
-                keep.append(settlement)
-            else:
-                log.info("order %s is already settled on-chain (status %s)", settlement.order_id, status)
-        return keep
+            return await self.rpc.eth.estimate_gas(self._tx_fields(data)), ""
+        except (ContractLogicError, Web3RPCError, ValueError) as error:
+            return None, str(error)[:150]
 
     async def _on_chain_status(self, terms: OrderTerms) -> int:
         result = await self.rpc.eth.call({"to": self.escrow, "data": order_status_calldata(terms.order_id)})
@@ -199,20 +282,9 @@ class SettlementSender:
     async def _send(self, batch: Sequence[Settlement], kind: str, data: bytes, gas: int) -> None:
         nonce = await self._free_nonce()
         max_fee, tip = await self._fees()
-        tx_hash = await self._sign_and_send(data, nonce, gas * 6 // 5, max_fee, tip)
-        with Session(self.engine) as session:
-            session.add(
-                ChainTx(
-                    chain_id=self.chain_id,
-                    sender=self.account.address,
-                    nonce=nonce,
-                    kind=kind,
-                    tx_hash=tx_hash,
-                    order_ids=",".join(str(s.order_id) for s in batch),
-                    max_fee_per_gas=str(max_fee),
-                )
-            )
-            session.commit()
+        await self._sign_store_send(
+            data, nonce, gas * 6 // 5, max_fee, tip, kind, ",".join(str(s.order_id) for s in batch)
+        )
 
     async def _free_nonce(self) -> int:
         """The lowest nonce from the chain's count on that no pending transaction of ours holds.
@@ -240,7 +312,11 @@ class SettlementSender:
         tip = await self.rpc.eth.max_priority_fee
         return 2 * base_fee + tip, tip
 
-    async def _sign_and_send(self, data: bytes, nonce: int, gas: int, max_fee: int, tip: int) -> str:
+    async def _sign_store_send(
+        self, data: bytes, nonce: int, gas: int, max_fee: int, tip: int, kind: str, order_ids: str
+    ) -> str:
+        """Signs, writes the signed transaction to `ChainTx` and commits, then sends it. A failed
+        send is not an error here: the row is pending, and `_track_in_flight` broadcasts it again."""
         signed = self.account.sign_transaction(
             {
                 "type": 2,
@@ -254,13 +330,33 @@ class SettlementSender:
                 "maxPriorityFeePerGas": min(tip, max_fee),
             }
         )
-        sent = await self.rpc.eth.send_raw_transaction(signed.raw_transaction)
-        return sent.to_0x_hex()
+        raw = bytes(signed.raw_transaction)
+        tx_hash = "0x" + bytes(signed.hash).hex()
+        with Session(self.engine) as session:
+            session.add(
+                ChainTx(
+                    chain_id=self.chain_id,
+                    sender=self.account.address,
+                    nonce=nonce,
+                    kind=kind,
+                    tx_hash=tx_hash,
+                    order_ids=order_ids,
+                    max_fee_per_gas=str(max_fee),
+                    raw_tx="0x" + raw.hex(),
+                )
+            )
+            self._commit(session)
+        crash_point("settlement-signed")
+        try:
+            await self.rpc.eth.send_raw_transaction(raw)
+        except Exception as error:  # stored: broadcast again by the next rounds
+            log.warning("sending settlement tx %s failed (%s); it will be broadcast again", tx_hash, error)
+        return tx_hash
 
     # ------------------------------------------------------------ tracking
 
     async def _track_in_flight(self) -> None:
-        """Finishes mined transactions; re-sends the newest of a nonce when it is stuck."""
+        """Finishes mined transactions; broadcasts again those the node lost; replaces stuck ones."""
         with Session(self.engine) as session:
             pending = session.exec(
                 select(ChainTx).where(ChainTx.status == ChainTxStatus.PENDING).order_by(col(ChainTx.id))
@@ -278,9 +374,27 @@ class SettlementSender:
                 newest = attempts[-1]
                 age = datetime.now(UTC) - newest.created_at.replace(tzinfo=UTC)
                 if not await self._known(newest.tx_hash):
-                    self._forget(attempts)
+                    await self._rebroadcast(attempts)
                 elif age.total_seconds() > self.stuck_seconds:
                     await self._bump(newest)
+
+    async def _rebroadcast(self, attempts: Sequence[ChainTx]) -> None:
+        """The node does not know our newest transaction of a nonce (a crash before it was sent, a
+        restarted or evicting node): the stored bytes go out again. If the nonce is used up by
+        another transaction, the orders are sent again in a new one."""
+        newest = attempts[-1]
+        if newest.raw_tx is not None:
+            try:
+                await self.rpc.eth.send_raw_transaction(bytes.fromhex(newest.raw_tx.removeprefix("0x")))
+            except Exception as error:
+                used = int(await self.rpc.eth.get_transaction_count(self.account.address, "latest"))
+                if newest.nonce >= used:  # still ours to fill: try again next round
+                    log.warning("broadcasting settlement tx %s again failed: %s", newest.tx_hash, error)
+                    return
+            else:
+                log.warning("settlement tx %s was unknown to the node: broadcast again", newest.tx_hash)
+                return
+        self._forget(attempts)
 
     async def _known(self, tx_hash: str) -> bool:
         try:
@@ -290,22 +404,24 @@ class SettlementSender:
         return True
 
     def _forget(self, attempts: Sequence[ChainTx]) -> None:
-        """The node no longer knows the transaction (restarted, or evicted it): send its orders again.
-
-        Orders that did get settled meanwhile are dropped by `_drop_settled` before the next send.
-        """
-        log.warning("settlement tx %s vanished from the node; re-sending its orders", attempts[-1].tx_hash)
+        """The transaction cannot be mined any more (its nonce went to another): send its orders
+        again. Orders that did get settled meanwhile are skipped by the escrow (and the indexer
+        records their settlement)."""
+        log.warning("settlement tx %s cannot be mined; re-sending its orders", attempts[-1].tx_hash)
         with Session(self.engine) as session:
-            for tx in attempts:
-                stale = session.get(ChainTx, tx.id)
-                if stale is not None:
-                    stale.status, stale.updated_at = ChainTxStatus.FAILED, utcnow()
-                    session.add(stale)
+            session.connection().execute(
+                update(ChainTx)
+                .where(
+                    col(ChainTx.id).in_([tx.id for tx in attempts]),
+                    col(ChainTx.status) == ChainTxStatus.PENDING,
+                )
+                .values(status=ChainTxStatus.FAILED, updated_at=utcnow())
+            )
             orders = session.exec(
                 select(ShopOrder).where(col(ShopOrder.id).in_(_order_ids(attempts[-1])))
             ).all()
-            session.commit()
-            settlements = [settlement_of(order) for order in orders if order.payer is not None]
+            settlements = _still_owed(orders)
+            self._commit(session)
         self._in_flight.difference_update(_order_ids(attempts[-1]))
         self.submit(settlements)
 
@@ -315,46 +431,118 @@ class SettlementSender:
         except Exception:  # not found yet (web3 raises), or the node is away
             return None
 
+    def _outcomes(self, receipt: Any) -> tuple[set[str], dict[str, int]]:
+        """The orders a mined batch settled, and those it skipped with their reason (0x-hex ids)."""
+        settled: set[str] = set()
+        skipped: dict[str, int] = {}
+        for entry in receipt["logs"]:
+            if str(entry["address"]).lower() != self.escrow.lower():
+                continue
+            event = decode_log(entry)
+            if isinstance(event, OrderDelivered | OrderRefunded):
+                settled.add("0x" + event.order_id.hex())
+            elif (skip := decode_skipped(entry)) is not None:
+                skipped["0x" + skip.order_id.hex()] = skip.reason
+        return settled, skipped
+
     def _finish(self, tx: ChainTx, receipt: Any) -> None:
         order_ids = _order_ids(tx)
         succeeded = int(receipt["status"]) == 1
+        refunds_due: list[Settlement] = []
         with Session(self.engine) as session:
-            for sibling in session.exec(
-                select(ChainTx).where(
-                    ChainTx.sender == tx.sender,
-                    ChainTx.nonce == tx.nonce,
-                    ChainTx.status == ChainTxStatus.PENDING,
+            pending_sibling = (
+                col(ChainTx.sender) == tx.sender,
+                col(ChainTx.nonce) == tx.nonce,
+                col(ChainTx.status) == ChainTxStatus.PENDING,
+            )
+            connection = session.connection()
+            connection.execute(
+                update(ChainTx)
+                .where(*pending_sibling, col(ChainTx.tx_hash) == tx.tx_hash)
+                .values(
+                    status=ChainTxStatus.MINED if succeeded else ChainTxStatus.FAILED, updated_at=utcnow()
                 )
-            ).all():
-                mined = sibling.tx_hash == tx.tx_hash
-                sibling.status = (
-                    (ChainTxStatus.MINED if succeeded else ChainTxStatus.FAILED)
-                    if mined
-                    else ChainTxStatus.REPLACED
-                )
-                sibling.updated_at = utcnow()
-                session.add(sibling)
+            )
+            connection.execute(
+                update(ChainTx)
+                .where(*pending_sibling)
+                .values(status=ChainTxStatus.REPLACED, updated_at=utcnow())
+            )
             if succeeded:
-                self._mark_settled(session, order_ids, tx.kind, rpc_int(receipt["blockNumber"]))
-            session.commit()
+                refunds_due = self._apply_receipt(session, order_ids, tx.kind, receipt)
+            self._commit(session)
         self._in_flight.difference_update(order_ids)
+        self.submit(refunds_due)
         if not succeeded:
             log.error("settlement tx %s reverted; its orders go back in the queue", tx.tx_hash)
             with Session(self.engine) as session:
                 orders = session.exec(select(ShopOrder).where(col(ShopOrder.id).in_(order_ids))).all()
-                self.submit([settlement_of(order) for order in orders if order.payer is not None])
+                self.submit(_still_owed(orders))
+
+    def _apply_receipt(
+        self, session: Session, order_ids: Sequence[int], kind: str, receipt: Any
+    ) -> list[Settlement]:
+        """Marks settled what the receipt's logs prove; deals with the orders the batch skipped.
+        Returns the refunds now due (deliveries whose window closed)."""
+        settled_keys, skipped = self._outcomes(receipt)
+        keys = dict(
+            session.exec(
+                select(ShopOrder.id, ShopOrder.chain_order_id).where(col(ShopOrder.id).in_(order_ids))
+            ).all()
+        )
+        settled = [order_id for order_id, key in keys.items() if key in settled_keys and order_id]
+        self._mark_settled(session, settled, kind, rpc_int(receipt["blockNumber"]))
+        refunds: list[int] = []
+        for order_id, key in keys.items():
+            reason = skipped.get(key)
+            if reason is None or order_id is None:
+                continue
+            why = SKIP_REASONS.get(reason, f"reason {reason}")
+            if reason == SKIP_NOT_PAID:  # another transaction settled it: the indexer records that
+                self._resting[order_id] = time.monotonic() + SETTLED_ELSEWHERE_SECONDS
+            elif reason == SKIP_WINDOW_CLOSED:
+                log.error(
+                    "ALERT: order %s: delivery window closed before it was recorded; refunding", order_id
+                )
+                moved = session.connection().execute(
+                    update(ShopOrder)
+                    .where(col(ShopOrder.id) == order_id, col(ShopOrder.status) == OrderStatus.DELIVERED)
+                    .values(
+                        status=OrderStatus.REFUNDING,
+                        refund_reason=DELIVERY_WINDOW_CLOSED,
+                        anomaly=func.coalesce(col(ShopOrder.anomaly), DELIVERY_WINDOW_CLOSED),
+                    )
+                )
+                if moved.rowcount:
+                    refunds.append(order_id)
+            else:
+                log.error("ALERT: the escrow skipped the %s of order %s: %s", kind, order_id, why)
+                hold_order(session, order_id, f"settlement skipped: {why}")
+        session.flush()
+        owed = session.exec(select(ShopOrder).where(col(ShopOrder.id).in_(refunds))).all() if refunds else []
+        return _still_owed(owed)
 
     @staticmethod
     def _mark_settled(session: Session, order_ids: Sequence[int], kind: str, block: int) -> None:
         """What the receipt proves, at once (the indexer confirms it from the log): with the block,
-        so that a reorganisation below it undoes the record (see `IndexerStore._unsettle_after`)."""
+        so that a reorganisation below it undoes the record (see `IndexerStore._unsettle_after`).
+        Conditional updates: a state another writer reached meanwhile is never overwritten."""
+        if not order_ids:
+            return
         now = utcnow()
-        for order in session.exec(select(ShopOrder).where(col(ShopOrder.id).in_(order_ids))).all():
-            if kind == "deliveries" and order.committed_at is None:
-                order.committed_at, order.settled_block = now, block
-            elif kind == "refunds" and order.status != OrderStatus.REFUNDED:
-                order.status, order.refunded_at, order.settled_block = OrderStatus.REFUNDED, now, block
-            session.add(order)
+        connection = session.connection()
+        if kind == "deliveries":
+            connection.execute(
+                update(ShopOrder)
+                .where(col(ShopOrder.id).in_(order_ids), col(ShopOrder.committed_at).is_(None))
+                .values(committed_at=now, settled_block=block)
+            )
+        else:
+            connection.execute(
+                update(ShopOrder)
+                .where(col(ShopOrder.id).in_(order_ids), col(ShopOrder.status) != OrderStatus.REFUNDED)
+                .values(status=OrderStatus.REFUNDED, refunded_at=now, settled_block=block)
+            )
 
     async def _bump(self, tx: ChainTx) -> None:
         """Re-sends a stuck transaction with the same nonce and a fee at least 25 % higher.
@@ -365,23 +553,24 @@ class SettlementSender:
         max_fee, tip = await self._fees()
         max_fee = max(max_fee, int(tx.max_fee_per_gas) * (100 + FEE_BUMP_PERCENT) // 100)
         tip = max(tip, int(original.get("maxPriorityFeePerGas", 0)) * (100 + FEE_BUMP_PERCENT) // 100)
-        tx_hash = await self._sign_and_send(
-            bytes(original["input"]), tx.nonce, int(original["gas"]), max_fee, tip
+        tx_hash = await self._sign_store_send(
+            bytes(original["input"]), tx.nonce, int(original["gas"]), max_fee, tip, tx.kind, tx.order_ids
         )
         log.warning("settlement tx %s stuck; replaced by %s", tx.tx_hash, tx_hash)
-        with Session(self.engine) as session:
-            session.add(
-                ChainTx(
-                    chain_id=tx.chain_id,
-                    sender=tx.sender,
-                    nonce=tx.nonce,
-                    kind=tx.kind,
-                    tx_hash=tx_hash,
-                    order_ids=tx.order_ids,
-                    max_fee_per_gas=str(max_fee),
-                )
-            )
-            session.commit()
+
+
+def _still_owed(orders: Sequence[ShopOrder]) -> list[Settlement]:
+    """The settlements of `orders` that are still owed to the chain (not held, paid)."""
+    return [
+        settlement_of(order)
+        for order in orders
+        if order.payer is not None
+        and not order.settlement_held
+        and (
+            order.status == OrderStatus.REFUNDING
+            or (order.status == OrderStatus.DELIVERED and order.committed_at is None)
+        )
+    ]
 
 
 def _order_ids(tx: ChainTx) -> list[int]:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from liandong.chain.deployment import DeploymentRecord
 from liandong.core.config import Settings
-from liandong.store.db import make_engine, migrate
+from liandong.store.db import make_engine, migrate, prepare_data_dir
 
 console = Console()
 errors = Console(stderr=True)
@@ -45,7 +45,7 @@ def shop_engine(settings: Settings | None = None) -> Iterator[tuple[Settings, En
     """The shop's settings and its migrated database."""
     settings = settings or Settings()
     url = settings.resolved_database_url
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir)
     migrate(url)
     engine = make_engine(url)
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Annotated
 
 import httpx
 import typer
+from pydantic import SecretStr
 from rich.table import Table
 
 from liandong.chain.deploy import deploy_local_escrow
@@ -23,7 +25,7 @@ from liandong.core.config import Settings
 from liandong.demo import DEMO_MERCHANT, seed_demo_shop
 from liandong.node import run_node
 from liandong.simulate import OPERATOR, dev_account
-from liandong.store.db import make_engine, migrate
+from liandong.store.db import make_engine, migrate, prepare_data_dir
 from liandong.vault.crypto import load_keyring
 from liandong.vault.service import Vault
 
@@ -120,7 +122,10 @@ def _on_embedded_chain(settings: Settings, anvil_port: int | None) -> None:
     try:
         with console.status("Deploying the escrow and preparing the demo shop…"):
             record = deploy_local_escrow(chain.http_url, settings.deployment_file)
-            demo = {"rpc_url": chain.http_url, "operator_key": "0x" + bytes(OPERATOR.key).hex()}
+            demo: dict[str, object] = {
+                "rpc_url": chain.http_url,
+                "operator_key": SecretStr("0x" + bytes(OPERATOR.key).hex()),
+            }
             if "quote_rate_limit" not in settings.model_fields_set:
                 demo["quote_rate_limit"] = DEMO_QUOTE_RATE_LIMIT
             settings = settings.model_copy(update=demo)
@@ -147,7 +152,8 @@ def up(
     settings = Settings().model_copy(
         update={name: value for name, value in given.items() if value is not None}
     )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # what the shop and its anvil write (database, WAL, chain state) is the user's only
+    prepare_data_dir(settings.data_dir)
     if settings.rpc_url is None:
         _on_embedded_chain(settings, port)
         return
@@ -164,6 +170,8 @@ def node(
     """Run one shop node (indexer, delivery engine, settlement sender, API) against LIANDONG_RPC_URL."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    os.umask(0o077)
+    prepare_data_dir(settings.data_dir)
     record = DeploymentRecord.load(deployment_file) if deployment_file else deployment(settings)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the API drains, the rest resumes next run
         asyncio.run(run_node(settings, record))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,13 +35,13 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL of the shop's database. Unset: SQLite in `data_dir`. PostgreSQL to share it."""
 
-    master_key: str | None = None
+    master_key: SecretStr | None = None
     """The vault's master key, base64 (32 bytes). Unset: read from `master_key_file`."""
 
     master_key_file: Path | None = None
     """File holding the master key. Unset: `data_dir/master.key`, created on first use."""
 
-    operator_key: str | None = None
+    operator_key: SecretStr | None = None
     """The operator's private key (hex): signs quotes, records deliveries, refunds. Keep it hot but
     scoped: the escrow lets it settle orders, never take funds."""
 
@@ -62,6 +63,31 @@ class Settings(BaseSettings):
     stuck_transaction_seconds: float = 30.0
     """A settlement transaction not mined for this long is re-sent with a higher fee."""
 
+    delivery_window_seconds: int = 24 * 60 * 60
+    """How long after a quote expires its keys may still be delivered (the quote's delivery
+    deadline); at least the escrow's MIN_DELIVERY_WINDOW (1 hour). After the deadline the escrow
+    refuses to record the delivery and lets the buyer refund."""
+
+    delivery_safety_margin_seconds: float = 15 * 60
+    """An order whose delivery deadline is nearer than this when its keys would go out is refunded
+    instead of delivered: the delivery might not be recorded on-chain before the deadline, and the
+    buyer could then both read the keys and take a refund."""
+
+    settlement_lag_alert_seconds: float = 300.0
+    """Alert when a delivered order's commitment is still not on-chain this long after delivery."""
+
+    operator_balance_alert_batches: int = 20
+    """Alert when the operator's balance would not pay for this many full settlement batches."""
+
+    settlement_rescan_seconds: float = 2.0
+    """How often the leader rescans the store for settlements no one handed it (deliveries of other
+    nodes or of a previous run, refunds asked for from the CLI); a NOTIFY usually brings them sooner."""
+
+    leader_lease_seconds: float = 10.0
+    """On PostgreSQL, how long the leader's session may go unheard before the server ends it (and
+    with it the leader lock): a frozen or cut-off leader is replaced after about this long. The
+    leader checks its lock every second, so keep it well above that."""
+
     public_url: str | None = None
     """The shop's address as buyers reach it (links in messages, the Sign-In with Ethereum domain).
     Unset: http://api_host:api_port."""
@@ -73,7 +99,46 @@ class Settings(BaseSettings):
     """Quotes per client address, as "N/second", "N/minute" or "N/hour"."""
 
     key_rate_limit: str = "60/minute"
-    """Reads of orders and keys, and sign-in attempts, per client address."""
+    """Reads of an order's keys (`POST /api/orders/{id}/keys`) per client address."""
+
+    status_rate_limit: str = "300/minute"
+    """Reads of an order's state and a wallet's orders per client address (a carrier NAT puts
+    many buyers behind one address; each page load reads once)."""
+
+    signin_rate_limit: str = "30/minute"
+    """Sign-in attempts per client address: wallet challenges and sessions, merchant log-ins."""
+
+    ws_rate_limit: str = "60/minute"
+    """WebSocket opens (order pages, the merchant feed) per client address."""
+
+    ws_max_per_client: int = 20
+    """Open WebSockets per client address; more are refused until one closes."""
+
+    ws_max_total: int = 2000
+    """Open WebSockets on this node in all."""
+
+    ws_auth_seconds: float = 10.0
+    """An order page's WebSocket must send its order token or wallet session within this time."""
+
+    max_json_bytes: int = 64 * 1024
+    """Largest request body but a key import's (which streams up to 64 MiB); larger: 413."""
+
+    request_read_seconds: float = 30.0
+    """A request body that stalls this long between two chunks is dropped (slow uploads)."""
+
+    keep_alive_seconds: float = 5.0
+    """An idle keep-alive HTTP connection is closed after this long."""
+
+    in_site_ack_seconds: float = 5.0
+    """How long the in-site channel waits for the buyer's open order page to confirm that it
+    decrypted the keys; without that, the next channel is tried."""
+
+    login_lockout_after: int = 5
+    """Failed passwords in a row after which a merchant account is locked for a while."""
+
+    login_lockout_seconds: float = 30.0
+    """The first lock's length; each further failure doubles it, up to an hour. A correct
+    password after the lock ends resets the count."""
 
     latency_alert_seconds: float = 10.0
     """The efficiency board's threshold: pay→delivery slower than this is slow, and alerts."""
@@ -85,21 +150,30 @@ class Settings(BaseSettings):
     """SMTP server for the e-mail channel; unset disables the channel."""
     smtp_port: int = 587
     smtp_username: str | None = None
-    smtp_password: str | None = None
-    smtp_starttls: bool = False
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool | None = None
+    """STARTTLS before anything else is sent. Unset: on for every server but a loopback one
+    (`localhost`, 127.0.0.0/8, ::1 — a name that merely resolves there counts as remote). A server
+    that cannot STARTTLS is then refused, never talked to in clear."""
+    smtp_ssl: bool = False
+    """Implicit TLS from the first byte (SMTPS, usually port 465) instead of STARTTLS."""
+    smtp_allow_plaintext: bool = False
+    """Allows a plaintext connection (and login) to a server that is not loopback, together with
+    `smtp_starttls` false. Off: the e-mail channel refuses to send rather than put the login or the
+    message on the wire in clear."""
     smtp_sender: str = "shop@localhost"
     smtp_timeout: float = 10.0
 
     webhook_url: str | None = None
     """Endpoint that receives signed delivery callbacks; unset disables the channel."""
-    webhook_secret: str | None = None
+    webhook_secret: SecretStr | None = None
     """HMAC-SHA256 key of the webhook's signature; required with `webhook_url`."""
     webhook_timeout: float = 5.0
     webhook_attempts: int = 3
 
     sms_gateway_url: str | None = None
     """HTTP gateway that sends text messages; unset disables the channel."""
-    sms_gateway_token: str | None = None
+    sms_gateway_token: SecretStr | None = None
     sms_timeout: float = 5.0
 
     @property

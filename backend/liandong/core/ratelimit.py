@@ -1,4 +1,4 @@
-"""Per-client rate limits for the endpoints worth guessing at: quotes, keys, sign-in.
+"""Per-client rate limits (quotes, order reads, keys, sign-in, WebSocket opens) and socket caps.
 
 A sliding-window counter per (limit, client) in the node's memory. Several nodes each count their
 own clients; a shop that needs one global count puts its reverse proxy's limit in front.
@@ -50,3 +50,36 @@ class RateLimit:
         hits.append(now)
         if len(self._hits) > MAX_CLIENTS:
             del self._hits[next(iter(self._hits))]
+
+
+class SocketCount:
+    """Open WebSockets per client and in all, so that no client (or crowd) holds the node's sockets.
+
+    `open` counts one in or refuses it (False); `close` counts it out. Per node, like the rate limits.
+    """
+
+    def __init__(self, per_client: int, total: int) -> None:
+        self.per_client, self.total = per_client, total
+        self._open: dict[str, int] = {}
+        self._count = 0
+
+    def open(self, client: str) -> bool:
+        if self._count >= self.total or self._open.get(client, 0) >= self.per_client:
+            return False
+        self._open[client] = self._open.get(client, 0) + 1
+        self._count += 1
+        return True
+
+    def close(self, client: str) -> None:
+        left = self._open.get(client, 0) - 1
+        if left < 0:
+            return
+        self._count -= 1
+        if left:
+            self._open[client] = left
+        else:
+            del self._open[client]
+
+    @property
+    def count(self) -> int:
+        return self._count

@@ -5,7 +5,16 @@ best order and whatever else is waiting, up to a batch, and hands out their keys
 claim the keys, write the deliveries and the commitment, mark the orders delivered. That
 transaction is the moment of delivery: before it nothing happened, after it the buyer can read the
 keys, so a crash anywhere delivers each order exactly once. The channels and the on-chain record
-follow after the commit; both are retried from the database after a restart.
+follow after the commit; both are retried from the database after a restart: the delivery
+transaction marks the order "notice due" (`ShopOrder.notice_due`) and the mark is cleared only once
+the channels ran, so a buyer whose notice a crash interrupted is told by the next run.
+
+An order whose delivery deadline is nearer than `safety_margin` seconds (by the chain's clock, or
+the machine's if later) is never delivered: the escrow would refuse to record the delivery after
+the deadline while letting the buyer refund, so the buyer could keep both the keys and the money.
+It is refunded instead ("delivery window too short").
+
+Every status change here is a conditional UPDATE (`WHERE status = …`) whose row count is checked.
 """
 
 from __future__ import annotations
@@ -15,16 +24,19 @@ import contextlib
 import itertools
 import logging
 import secrets
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, update
+from sqlalchemy import Engine, bindparam, insert, not_, update
 from sqlmodel import Session, col, func, select
 
 from liandong.chain.indexer import ConfirmedOrder
 from liandong.chain.settlement import Settlement, order_terms, settlement_of
+from liandong.crashpoints import crash_point
 from liandong.delivery.channels import (
     Channel,
     DeliveryNotice,
@@ -42,6 +54,11 @@ log = logging.getLogger(__name__)
 _JITTER = secrets.SystemRandom()
 STALE_CONFIRMED = timedelta(seconds=10)
 """A confirmed order still waiting after this long is queued again by the rescan."""
+STALE_NOTICE = timedelta(seconds=60)
+"""A notice still due this long after its delivery is sent again by the rescan (its node died
+before the channels ran): longer than any channel's retries take."""
+WINDOW_TOO_SHORT = "delivery window too short"
+OUT_OF_STOCK = "out of stock"
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,8 @@ class BatchOutcome:
     notices: list[DeliveryNotice]
     settlements: list[Settlement]
     refunding: list[str]
-    """Escrow order ids of the orders that could not be delivered (out of stock)."""
+    """Escrow order ids of the orders that could not be delivered (out of stock, too close to
+    their delivery deadline)."""
     sold: dict[int, int]
     """Keys handed out per product id."""
 
@@ -75,6 +93,8 @@ class DeliveryEngine:
         workers: int = 4,
         shared: bool = False,
         poll_interval: float = 1.0,
+        safety_margin: float = 15 * 60,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.vault = vault
@@ -90,6 +110,13 @@ class DeliveryEngine:
         `FOR UPDATE SKIP LOCKED`, and the local queue only wakes the workers."""
         self.poll_interval = poll_interval
         """In shared mode, how often an idle worker looks for orders no wake-up announced."""
+        self.safety_margin = safety_margin
+        """Seconds before its delivery deadline after which an order is refunded, not delivered."""
+        self.clock = clock
+        """Unix time as the escrow will judge the deadline (the node passes the chain's clock)."""
+        self._notifying: set[int] = set()
+        """Orders whose notice this process is sending now: the rescan leaves them alone."""
+        self._background: set[asyncio.Task[Any]] = set()
         self.queue: asyncio.PriorityQueue[tuple[int, int, int]] = asyncio.PriorityQueue()
         self._sequence = itertools.count()
         self._lock = asyncio.Lock()
@@ -99,15 +126,45 @@ class DeliveryEngine:
             self.queue.put_nowait((-order.priority, next(self._sequence), order.order_id))
 
     def recover(self) -> None:
-        """Queues what a previous run left: confirmed orders, and settlements not yet on-chain."""
+        """Queues what a previous run left: confirmed orders, settlements not yet on-chain, and
+        notices due (buyers a crash left untold; with shared nodes, only those due a while)."""
         self._requeue_confirmed(utcnow())
         self.resubmit_unsettled()
+        self._resend_due_notices(utcnow() - STALE_NOTICE if self.shared else utcnow())
 
     def rescan(self) -> None:
         """Picks up what no wake-up announced: orders confirmed a while ago and still waiting
-        (their batch failed while the database was away), settlements not on-chain yet."""
+        (their batch failed while the database was away), settlements not on-chain yet, notices
+        due for a while."""
         self._requeue_confirmed(utcnow() - STALE_CONFIRMED)
         self.resubmit_unsettled()
+        self._resend_due_notices(utcnow() - STALE_NOTICE)
+
+    def due_notices(self, delivered_before: datetime) -> list[DeliveryNotice]:
+        """Notices of delivered orders whose buyer was not told yet (the outbox), not being sent."""
+        with Session(self.engine) as session:
+            due = session.exec(
+                select(ShopOrder)
+                .where(
+                    col(ShopOrder.notice_due),
+                    ShopOrder.status == OrderStatus.DELIVERED,
+                    col(ShopOrder.delivered_at) <= delivered_before,
+                )
+                .order_by(col(ShopOrder.id))
+                .limit(500)
+            ).all()
+            due = [order for order in due if order.id not in self._notifying]
+            names = product_names(session, {order.product_id for order in due})
+            return [delivery_notice(order, names.get(order.product_id, ""), self.public_url) for order in due]
+
+    def _resend_due_notices(self, delivered_before: datetime) -> None:
+        notices = self.due_notices(delivered_before)
+        if not notices:
+            return
+        log.warning("telling %s buyers whose notice was interrupted", len(notices))
+        task = asyncio.get_running_loop().create_task(self.notify(notices))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _requeue_confirmed(self, confirmed_before: datetime) -> None:
         with Session(self.engine) as session:
@@ -128,7 +185,8 @@ class DeliveryEngine:
                     | (
                         (col(ShopOrder.status) == OrderStatus.DELIVERED)
                         & col(ShopOrder.committed_at).is_(None)
-                    )
+                    ),
+                    not_(col(ShopOrder.settlement_held)),
                 )
             ).all()
             self.settle([settlement_of(order) for order in unsettled if order.payer is not None])
@@ -169,6 +227,7 @@ class DeliveryEngine:
                 continue
             if self.shared and outcome.notices:
                 self.wake()  # a full batch may have left more behind
+            crash_point("delivery-committed")
             try:
                 self.settle(outcome.settlements)
                 self._announce(outcome)
@@ -241,14 +300,19 @@ class DeliveryEngine:
     def _deliver(self, order_ids: Sequence[int]) -> BatchOutcome:
         with Session(self.engine) as session:
             orders = self._claim_orders(session, order_ids)
+            # By the later of the chain's and the machine's clocks: the escrow judges the deadline
+            # by block time, which a real chain keeps close to (and anvil can move past) ours.
+            latest = self.clock() + self.safety_margin
+            too_late = [order for order in orders if order.delivery_deadline < latest]
+            orders = [order for order in orders if order.delivery_deadline >= latest]
             claimed = self._claim_keys(session, orders) if self.shared else {}
             lines: dict[int, list[int]] = {}
-            out_of_stock: list[ShopOrder] = []
+            refunds: list[tuple[ShopOrder, str]] = [(order, WINDOW_TOO_SHORT) for order in too_late]
             for order in orders:
                 assert order.id is not None
                 key_ids = self._reserve_keys(session, order, claimed)
                 if key_ids is None:
-                    out_of_stock.append(order)
+                    refunds.append((order, OUT_OF_STOCK))
                 else:
                     lines[order.id] = key_ids
             try:
@@ -257,21 +321,38 @@ class DeliveryEngine:
                 for order in orders:
                     self.pool.forget(order.product_id)
                 raise
-            for order in out_of_stock:
-                log.warning("order %s: out of stock, refunding", order.id)
-                order.status, order.refund_reason = OrderStatus.REFUNDING, "out of stock"
-                session.add(order)
+            self._mark_refunding(session, refunds)
             names = product_names(session, {o.product_id for o, _ in delivered})
-            notices = [delivery_notice(o, names[o.product_id], self.public_url) for o, _ in delivered]
+            # From the values written, not the ORM rows (a Core UPDATE changed them behind its back).
+            notices = [
+                delivery_notice(o, names[o.product_id], self.public_url, commitment="0x" + c.hex())
+                for o, c in delivered
+            ]
             settlements = [Settlement(o.id, order_terms(o), c) for o, c in delivered if o.id]
-            settlements += [settlement_of(order) for order in out_of_stock]
+            settlements += [Settlement(o.id, order_terms(o), None) for o, _ in refunds if o.id and o.payer]
             sold: dict[int, int] = {}
             for order, _ in delivered:
                 sold[order.product_id] = sold.get(order.product_id, 0) + order.quantity
             # Read before the commit, which expires the rows: nothing may fail after it.
-            outcome = BatchOutcome(notices, settlements, [o.chain_order_id for o in out_of_stock], sold)
+            outcome = BatchOutcome(notices, settlements, [o.chain_order_id for o, _ in refunds], sold)
             session.commit()
         return outcome
+
+    @staticmethod
+    def _mark_refunding(session: Session, refunds: Sequence[tuple[ShopOrder, str]]) -> None:
+        """Confirmed orders that cannot be delivered become refunds, each only if still confirmed."""
+        if not refunds:
+            return
+        for order, reason in refunds:
+            log.warning("order %s: %s, refunding", order.id, reason)
+        marked = session.connection().execute(
+            update(ShopOrder)
+            .where(col(ShopOrder.id) == bindparam("target"), col(ShopOrder.status) == OrderStatus.CONFIRMED)
+            .values(status=OrderStatus.REFUNDING, refund_reason=bindparam("reason")),
+            [{"target": order.id, "reason": reason} for order, reason in refunds],
+        )
+        if marked.rowcount != len(refunds):
+            raise KeyClaimConflictError("an order left the confirmed state before its refund")
 
     def _hand_out(
         self, session: Session, orders: Sequence[ShopOrder], lines: dict[int, list[int]]
@@ -327,6 +408,7 @@ class DeliveryEngine:
                 commitment=bindparam("commitment_hex"),
                 keys_claimed_at=claimed_at,
                 delivered_at=delivered_at,
+                notice_due=True,
             ),
             updates,
         )
@@ -351,14 +433,27 @@ class DeliveryEngine:
             self.hub.publish_feed({"type": "stock", "product_id": product_id, "change": -count})
 
     async def notify(self, notices: Sequence[DeliveryNotice]) -> list[DeliveryAttempt]:
-        """Tells the buyers through the channels and records every attempt."""
-        results = await asyncio.gather(*(notify(self.channels, notice) for notice in notices))
-        attempts = [attempt for batch in results for attempt in batch]
-        if attempts:
-            rows = [attempt.model_dump(exclude={"id"}) for attempt in attempts]
-            with Session(self.engine) as session:
-                session.connection().execute(insert(DeliveryAttempt), rows)
-                session.commit()
+        """Tells the buyers through the channels, then records every attempt and clears the orders'
+        "notice due" mark, in one transaction."""
+        order_ids = {notice.order_id for notice in notices}
+        self._notifying |= order_ids
+        try:
+            results = await asyncio.gather(*(notify(self.channels, notice) for notice in notices))
+            attempts = [attempt for batch in results for attempt in batch]
+            if notices:
+                with Session(self.engine) as session:
+                    connection = session.connection()
+                    if attempts:
+                        rows = [attempt.model_dump(exclude={"id"}) for attempt in attempts]
+                        connection.execute(insert(DeliveryAttempt), rows)
+                    connection.execute(
+                        update(ShopOrder)
+                        .where(col(ShopOrder.id).in_(order_ids), col(ShopOrder.notice_due))
+                        .values(notice_due=False)
+                    )
+                    session.commit()
+        finally:
+            self._notifying -= order_ids
         return attempts
 
     def _refill_pools(self) -> None:

@@ -38,7 +38,7 @@ class ChannelRouter:
             raise ValueError(
                 "LIANDONG_WEBHOOK_URL is set without LIANDONG_WEBHOOK_SECRET: callbacks must be signed"
             )
-        self.channels: dict[str, Channel] = {"in-site": InSiteChannel(hub)}
+        self.channels: dict[str, Channel] = {"in-site": InSiteChannel(hub, settings.in_site_ack_seconds)}
         if settings.smtp_host:
             self.channels["email"] = EmailChannel(settings, templates)
         if settings.sms_gateway_url:

@@ -28,7 +28,9 @@ class SmsChannel:
             raise ValueError("the SMS channel needs LIANDONG_SMS_GATEWAY_URL")
         self.url = settings.sms_gateway_url
         self.headers = (
-            {"Authorization": f"Bearer {settings.sms_gateway_token}"} if settings.sms_gateway_token else {}
+            {"Authorization": f"Bearer {settings.sms_gateway_token.get_secret_value()}"}
+            if settings.sms_gateway_token
+            else {}
         )
         self.templates = templates
         self.client = httpx.AsyncClient(timeout=settings.sms_timeout)

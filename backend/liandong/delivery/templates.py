@@ -10,6 +10,7 @@ no active template in the database.
 from __future__ import annotations
 
 import hashlib
+import time
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from functools import lru_cache
 from itertools import accumulate
 
 import jinja2
+import jinja2.exceptions
 from jinja2 import StrictUndefined, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from sqlmodel import Session, col, select
@@ -115,13 +117,61 @@ _SAMPLE = DeliveryNotice(
     order_url="https://shop.example/orders/0x" + "00" * 32,
 )
 
-_ENV = SandboxedEnvironment(
+MAX_SUBJECT_CHARS = 1000
+MAX_BODY_CHARS = 64 * 1024
+"""What one rendered message may come to; a longer one is refused (at save, and at send)."""
+RENDER_SECONDS = 0.5
+"""What rendering one message may take."""
+FILTERS = frozenset({"upper", "lower", "title", "capitalize", "trim", "default", "truncate", "e", "escape"})
+"""Filters a template may use: none of them makes text much longer than what it is given."""
+TESTS = frozenset({"defined", "undefined", "none", "number", "string"})
+ALLOWED_NODES: tuple[type[nodes.Node], ...] = (
+    nodes.Template,
+    nodes.Output,
+    nodes.TemplateData,
+    nodes.Name,
+    nodes.Const,
+    nodes.If,
+    nodes.CondExpr,
+    nodes.Not,
+    nodes.And,
+    nodes.Or,
+    nodes.Compare,
+    nodes.Operand,
+    nodes.Concat,
+    nodes.Filter,
+    nodes.Test,
+    nodes.Getitem,
+    nodes.Slice,
+)
+"""The syntax a template may use: text, the notice's fields, conditions, `~` and the filters
+above, indexes and slices of the fields. No arithmetic (`'x' * 10**8`), loops, calls, macros,
+attributes, literals of lists or dicts: nothing that makes output grow faster than the template's
+own text."""
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """Jinja2's sandbox, with arithmetic refused at run time too (`*`, `**`, `+`, `//`, `%`): a
+    template that got past the syntax check (stored before it existed) still cannot blow up."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "//", "%", "-", "/"})
+    intercepted_unops = frozenset({"-", "+"})
+
+    def call_binop(self, context: object, operator: str, left: object, right: object) -> object:
+        raise jinja2.exceptions.SecurityError(f"the operator {operator!r} is not allowed in a message")
+
+    def call_unop(self, context: object, operator: str, arg: object) -> object:
+        raise jinja2.exceptions.SecurityError(f"the operator {operator!r} is not allowed in a message")
+
+
+_ENV = BoundedSandbox(
     undefined=StrictUndefined,
     autoescape=False,
     trim_blocks=True,
     lstrip_blocks=True,
     keep_trailing_newline=True,
 )
+_ENV.globals.clear()  # no range(), lipsum(), dict(), cycler(), joiner(), namespace()
 
 
 @lru_cache(maxsize=256)
@@ -139,13 +189,27 @@ def _variables(notice: DeliveryNotice) -> dict[str, object]:
     }
 
 
+def _bounded(source: str, variables: dict[str, object], limit: int, deadline: float) -> str:
+    """Renders piece by piece, stopping as soon as the text passes `limit` or time runs out."""
+    pieces, size = [], 0
+    for piece in _compile(source).generate(variables):
+        size += len(piece)
+        if size > limit:
+            raise jinja2.TemplateRuntimeError(f"the message is longer than {limit} characters")
+        if time.monotonic() > deadline:
+            raise jinja2.TemplateRuntimeError(f"the message took longer than {RENDER_SECONDS} s to render")
+        pieces.append(piece)
+    return "".join(pieces)
+
+
 def _render(template: Template, notice: DeliveryNotice) -> RenderedMessage:
-    """Raises Jinja2's errors: a missing variable, an unsafe access, a syntax error."""
+    """Raises Jinja2's errors: a missing variable, an unsafe access or operator, a syntax error,
+    a message too long or too slow."""
     variables = _variables(notice)
-    subject = _compile(template.subject).render(variables)
-    return RenderedMessage(
-        template.variant, " ".join(subject.split()), _compile(template.body).render(variables)
-    )
+    deadline = time.monotonic() + RENDER_SECONDS
+    subject = _bounded(template.subject, variables, MAX_SUBJECT_CHARS, deadline)
+    body = _bounded(template.body, variables, MAX_BODY_CHARS, deadline)
+    return RenderedMessage(template.variant, " ".join(subject.split()), body)
 
 
 def _check_source(part: str, source: str) -> None:
@@ -161,6 +225,19 @@ def _check_source(part: str, source: str) -> None:
             f"{part}: unknown variable(s) {', '.join(sorted(unknown))}; "
             f"available: {', '.join(sorted(VARIABLES))}"
         )
+    for node in tree.find_all(nodes.Node):
+        if not isinstance(node, ALLOWED_NODES):
+            raise TemplateError(
+                f"{part}, line {node.lineno}: {type(node).__name__.lower()} is not allowed in a message "
+                "(text, the variables, if/else, ~ and simple filters are)"
+            )
+        if isinstance(node, nodes.Filter) and node.name not in FILTERS:
+            raise TemplateError(
+                f"{part}, line {node.lineno}: the filter {node.name!r} is not allowed; "
+                f"allowed: {', '.join(sorted(FILTERS))}"
+            )
+        if isinstance(node, nodes.Test) and node.name not in TESTS:
+            raise TemplateError(f"{part}, line {node.lineno}: the test {node.name!r} is not allowed")
     accessed = [(node.lineno, node.attr) for node in tree.find_all(nodes.Getattr)] + [
         (node.lineno, node.arg.value)
         for node in tree.find_all(nodes.Getitem)

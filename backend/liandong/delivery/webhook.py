@@ -101,7 +101,7 @@ class WebhookChannel:
         if not settings.webhook_url or not settings.webhook_secret:
             raise ValueError("the webhook channel needs LIANDONG_WEBHOOK_URL and LIANDONG_WEBHOOK_SECRET")
         self.url = settings.webhook_url
-        self.secret = settings.webhook_secret
+        self.secret = settings.webhook_secret.get_secret_value()
         self.attempts = settings.webhook_attempts
         self.client = httpx.AsyncClient(timeout=settings.webhook_timeout)
 

@@ -9,6 +9,8 @@ to the chain for every sign-in, and a card key is paid from an EOA in practice.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 import string
@@ -208,8 +210,6 @@ def issue_challenge(
     nonce = "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(NONCE_LENGTH))
     expires_at = issued_at + CHALLENGE_TTL
     session.exec(delete(BuyerChallenge).where(col(BuyerChallenge.expires_at) < issued_at - PRUNE_AFTER))
-    session.add(BuyerChallenge(nonce=nonce, issued_at=issued_at, expires_at=expires_at))
-    session.commit()
     message = SiweMessage(
         domain=domain,
         address=checksummed,
@@ -220,7 +220,16 @@ def issue_challenge(
         issued_at=issued_at,
         expiration_time=expires_at,
     )
-    return Challenge(message.text(), nonce, expires_at)
+    text = message.text()
+    session.add(
+        BuyerChallenge(nonce=nonce, issued_at=issued_at, expires_at=expires_at, message_hash=_digest(text))
+    )
+    session.commit()
+    return Challenge(text, nonce, expires_at)
+
+
+def _digest(message: str) -> str:
+    return hashlib.sha256(message.encode()).hexdigest()
 
 
 def _check_terms(message: SiweMessage, *, domain: str, chain_id: int, now: datetime) -> None:
@@ -250,8 +259,12 @@ def _signer(message: str, signature: str) -> str:
         raise BuyerAuthError("the signature is not a valid signature") from exc
 
 
-def _claim_nonce(session: Session, nonce: str, now: datetime) -> None:
-    """Marks the nonce used; the conditional update makes two racing sign-ins accept it once."""
+def _claim_nonce(session: Session, nonce: str, message: str, now: datetime) -> None:
+    """Marks the nonce used; the conditional update makes two racing sign-ins accept it once.
+
+    The signed text must be the very message issued with the nonce, byte for byte: a wallet (or a
+    page between it and the shop) that rewrote any line of it (URI, domain, statement, resources,
+    times) signed something else than what the shop asked for."""
     challenge = session.get(BuyerChallenge, nonce)
     if challenge is None:
         raise BuyerAuthError("unknown nonce: ask for a new sign-in challenge")
@@ -259,6 +272,8 @@ def _claim_nonce(session: Session, nonce: str, now: datetime) -> None:
         raise BuyerAuthError("this sign-in message was already used: ask for a new challenge")
     if as_utc(challenge.expires_at) <= now:
         raise BuyerAuthError("the sign-in challenge expired: ask for a new one")
+    if challenge.message_hash is None or not hmac.compare_digest(challenge.message_hash, _digest(message)):
+        raise BuyerAuthError("the signed message is not the challenge this shop issued: sign it unchanged")
     claimed = session.connection().execute(
         update(BuyerChallenge)
         .where(col(BuyerChallenge.nonce) == nonce, col(BuyerChallenge.used_at).is_(None))
@@ -289,7 +304,7 @@ def sign_in(
         _check_terms(terms, domain=domain, chain_id=chain_id, now=moment)
         if _signer(message, signature) != terms.address:
             raise BuyerAuthError(f"the signature is not from {terms.address}")
-        _claim_nonce(session, terms.nonce, moment)
+        _claim_nonce(session, terms.nonce, message, moment)
     except BuyerAuthError:
         session.rollback()
         raise

@@ -97,5 +97,15 @@ def seal_keys(session: Session, vault: Vault, order: ShopOrder, public_key: str,
     )
 
 
+def keys_were_read(session: Session, chain_order_id: str) -> bool:
+    """The order is delivered and its sealed keys were fetched: what an order page's
+    acknowledgement must be backed by before the in-site channel counts it."""
+    order = _by_id(session, chain_order_id)
+    if order is None or order.status != OrderStatus.DELIVERED or order.id is None:
+        return False
+    read = session.exec(select(KeyAccess.id).where(KeyAccess.order_id == order.id).limit(1)).first()
+    return read is not None
+
+
 class OrderNotDeliveredError(Exception):
     """The order has no keys yet (or never will: refunded)."""

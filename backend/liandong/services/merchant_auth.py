@@ -8,6 +8,7 @@ SHA-256 is enough and keeps every authenticated request one index lookup.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import secrets
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
@@ -47,10 +48,20 @@ _hasher = PasswordHasher()
 """argon2id with the library's defaults (RFC 9106's low-memory profile); when a later version
 raises them, hashes are upgraded at the next successful login."""
 _LOGIN_REFUSED = "wrong username or password"
+MAX_LOCKOUT_SECONDS = 3600.0
 
 
 class AuthError(Exception):
     """Not authenticated: unknown, expired or revoked credentials (the API answers 401)."""
+
+
+class AccountLockedError(AuthError):
+    """Too many wrong passwords for this account in a row: no password is checked until `retry_after`
+    seconds have passed (the API answers 429 with Retry-After)."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(f"too many failed log-ins for this account; try again in {self.retry_after} s")
 
 
 class ScopeError(AuthError):
@@ -111,12 +122,22 @@ def create_merchant(session: Session, username: str, password: str) -> Merchant:
 
 
 def login(
-    session: Session, username: str, password: str, hours: float, *, now: datetime | None = None
+    session: Session,
+    username: str,
+    password: str,
+    hours: float,
+    *,
+    now: datetime | None = None,
+    lockout_after: int = 5,
+    lockout_seconds: float = 30.0,
 ) -> tuple[str, datetime]:
     """Opens a dashboard session; returns its token (for the cookie) and when it expires. Commits.
 
     Unknown usernames and wrong passwords get the same answer after the same work, so the login
-    form does not tell which usernames exist.
+    form does not tell which usernames exist. Per account, whatever address the guesses come
+    from: after `lockout_after` wrong passwords in a row the account is locked for
+    `lockout_seconds`, doubled by each further failure (at most an hour); while locked no password
+    is checked (AccountLockedError). A correct password once the lock is over resets the count.
     """
     if hours <= 0:
         raise ValueError("a session must last a positive number of hours")
@@ -125,8 +146,13 @@ def login(
     if merchant is None:
         _verify(_dummy_hash(), password)
         raise AuthError(_LOGIN_REFUSED)
+    assert merchant.id is not None
+    if merchant.locked_until is not None and as_utc(merchant.locked_until) > moment:
+        raise AccountLockedError((as_utc(merchant.locked_until) - moment).total_seconds())
     if not _verify(merchant.password_hash, password):
+        _count_failure(session, merchant.id, moment, lockout_after, lockout_seconds)
         raise AuthError(_LOGIN_REFUSED)
+    merchant.failed_logins, merchant.locked_until = 0, None
     if _hasher.check_needs_rehash(merchant.password_hash):
         merchant.password_hash = _hasher.hash(password)
         session.add(merchant)
@@ -137,6 +163,27 @@ def login(
     session.add(MerchantSession(token_hash=token_hash(token), merchant_id=merchant.id, expires_at=expires_at))
     session.commit()
     return token, expires_at
+
+
+def _count_failure(
+    session: Session, merchant_id: int, moment: datetime, lockout_after: int, lockout_seconds: float
+) -> None:
+    """Counts a wrong password in one UPDATE (racing guesses each count) and locks past the limit."""
+    session.rollback()
+    session.connection().execute(
+        update(Merchant)
+        .where(col(Merchant.id) == merchant_id)
+        .values(failed_logins=col(Merchant.failed_logins) + 1)
+    )
+    failures = session.exec(select(Merchant.failed_logins).where(Merchant.id == merchant_id)).one()
+    if failures >= lockout_after:
+        seconds = min(MAX_LOCKOUT_SECONDS, lockout_seconds * 2 ** min(failures - lockout_after, 20))
+        session.connection().execute(
+            update(Merchant)
+            .where(col(Merchant.id) == merchant_id)
+            .values(locked_until=moment + timedelta(seconds=seconds))
+        )
+    session.commit()
 
 
 def merchant_for_session(session: Session, token: str, *, now: datetime | None = None) -> Merchant:
@@ -197,11 +244,26 @@ def _scope_list(scopes: Iterable[str]) -> str:
     return " ".join(sorted(wanted))
 
 
+def _within(scopes: str, allowed: Iterable[str] | None, doing: str) -> None:
+    beyond = set(scopes.split()) - set(SCOPES if allowed is None else allowed)
+    if beyond:
+        raise ScopeError(f"cannot {doing} a token with scope(s) you do not hold: {', '.join(sorted(beyond))}")
+
+
 def create_api_token(
-    session: Session, merchant_id: int, name: str, scopes: Iterable[str]
+    session: Session,
+    merchant_id: int,
+    name: str,
+    scopes: Iterable[str],
+    *,
+    allowed: Iterable[str] | None = None,
 ) -> tuple[str, ApiToken]:
-    """A new API token: its plaintext (`ld_…`, shown this once, never stored) and its row. Commits."""
+    """A new API token: its plaintext (`ld_…`, shown this once, never stored) and its row. Commits.
+
+    `allowed` is what the creator holds (default: every scope, a dashboard session or the CLI); a
+    token with more is refused with ScopeError."""
     scope_list = _scope_list(scopes)
+    _within(scope_list, allowed, "create")
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise AccountError("the token's name must have 1 to 100 characters")
@@ -227,16 +289,32 @@ def list_api_tokens(session: Session, merchant_id: int) -> list[ApiToken]:
 
 
 def revoke_api_token(
-    session: Session, merchant_id: int, token_id: int, *, now: datetime | None = None
+    session: Session,
+    merchant_id: int,
+    token_id: int,
+    *,
+    allowed: Iterable[str] | None = None,
+    now: datetime | None = None,
 ) -> ApiToken:
-    """Revokes one of the merchant's tokens for good; revoking it again keeps the first date. Commits."""
+    """Revokes one of the merchant's tokens for good; revoking it again keeps the first date. Commits.
+
+    `allowed` as for `create_api_token`: a token with scopes beyond it is refused (ScopeError)."""
     row = session.get(ApiToken, token_id)
     if row is None or row.merchant_id != merchant_id:
         raise UnknownTokenError(f"no API token {token_id}")
+    _within(row.scopes, allowed, "revoke")
     if row.revoked_at is None:
         row.revoked_at = as_utc(now)
     _commit_detached(session, row)
     return row
+
+
+def token_scopes(session: Session, token: str) -> frozenset[str]:
+    """The scopes an API token holds (none for an unknown or revoked one)."""
+    row = session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).first()
+    if row is None or row.revoked_at is not None:
+        return frozenset()
+    return frozenset(row.scopes.split())
 
 
 def authenticate_api_token(

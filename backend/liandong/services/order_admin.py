@@ -6,6 +6,7 @@ from datetime import datetime
 
 from eth_utils.address import to_checksum_address
 from pydantic import BaseModel, Field
+from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from liandong.chain.settlement import Settlement, settlement_of
@@ -133,17 +134,25 @@ def order_detail(session: Session, chain_order_id: str) -> OrderDetail:
 
 
 def begin_refund(session: Session, chain_order_id: str, reason: str) -> Settlement:
-    """Marks a paid, undelivered order for an on-chain refund; the settlement sender sends it."""
+    """Marks a paid, undelivered order for an on-chain refund; the settlement sender sends it.
+
+    One conditional UPDATE (`WHERE status IN (paid, confirmed)`) decides: a delivery committed
+    between reading the order and writing the refund makes the refund fail, never the reverse, so
+    an order is never both delivered and refunded.
+    """
     order = find_order(session, chain_order_id)
-    if order.status not in REFUNDABLE:
+    moved = session.connection().execute(
+        update(ShopOrder)
+        .where(col(ShopOrder.id) == order.id, col(ShopOrder.status).in_(REFUNDABLE))
+        .values(status=OrderStatus.REFUNDING, refund_reason=reason[:200])
+    )
+    session.commit()
+    session.refresh(order)
+    if moved.rowcount != 1:
         raise OrderAdminError(
             f"order {order.chain_order_id} is {order.status.value}: only paid orders not yet delivered "
             "can be refunded (the escrow refunds nothing after a recorded delivery)"
         )
-    order.status, order.refund_reason = OrderStatus.REFUNDING, reason[:200]
-    session.add(order)
-    session.commit()
-    session.refresh(order)
     return settlement_of(order)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
 import time
@@ -12,14 +11,16 @@ from typing import Self
 from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
+from liandong.chain.escrow import MIN_DELIVERY_WINDOW
 from liandong.chain.quotes import EscrowDomain, Quote, sign_quote
 from liandong.core.security import token_hash
-from liandong.store.models import CardKey, Delivery, OrderStatus, Product, ProductPrice, ShopOrder
-from liandong.vault.service import Vault
+from liandong.store.models import CardKey, OrderStatus, Product, ProductPrice, ShopOrder
 
 MAX_UINT256 = 2**256 - 1
 QUOTE_TTL_SECONDS = 15 * 60
-DELIVERY_WINDOW_SECONDS = 60 * 60
+DELIVERY_WINDOW_SECONDS = 24 * 60 * 60
+"""The default of `Settings.delivery_window_seconds`: from the quote's expiry to its delivery
+deadline (the escrow demands at least its MIN_DELIVERY_WINDOW, one hour)."""
 
 
 class OrderFacts(BaseModel):
@@ -45,6 +46,10 @@ class OrderError(Exception):
 
 class OrderAccessDeniedError(Exception):
     """The order token does not open this order."""
+
+
+class BuyerRequiredError(OrderError):
+    """The request names no buyer and does not ask for an open quote."""
 
 
 class SoldOutError(OrderError):
@@ -83,11 +88,16 @@ def create_quote(
     email: str | None = None,
     phone: str | None = None,
     now: int | None = None,
+    delivery_window: int = DELIVERY_WINDOW_SECONDS,
+    open_quote: bool = False,
 ) -> IssuedQuote:
     """Prices and signs a new order; the buyer's wallet then calls the escrow's `pay` with it.
 
-    A product with fewer keys left than asked for is not quoted: a payment would only come back
-    as a refund. Keys are not held for quotes, so a race for the last key still ends in a refund.
+    The quote is bound to `buyer`, the only wallet the escrow lets pay it; a quote anyone may pay
+    (an integrator's) must be asked for explicitly with `open_quote`. The delivery deadline is
+    `delivery_window` seconds after the quote's expiry (at least the escrow's MIN_DELIVERY_WINDOW).
+    A product with fewer keys left than asked for is not quoted: a payment would only come back as a
+    refund. Keys are not held for quotes, so a race for the last key still ends in a refund.
     """
     product = session.get(Product, product_id)
     if product is None or not product.active:
@@ -101,6 +111,15 @@ def create_quote(
     ).first()
     if price is None:
         raise OrderError(f"product {product_id} has no price in token {token}")
+    if buyer is None and not open_quote:
+        raise BuyerRequiredError(
+            "a quote names the wallet that pays it (buyer); ask for an open quote (open: true) to let "
+            "any wallet pay"
+        )
+    if buyer is not None and open_quote:
+        raise OrderError("an open quote names no buyer")
+    if delivery_window < MIN_DELIVERY_WINDOW:
+        raise OrderError(f"the delivery window must be at least {MIN_DELIVERY_WINDOW} s")
     if int(price.amount) * quantity > MAX_UINT256:
         raise OrderError("the order's amount exceeds what the escrow can hold (2**256 - 1)")
     issued_at = int(time.time()) if now is None else now
@@ -112,7 +131,7 @@ def create_quote(
         amount=int(price.amount) * quantity,
         buyer=buyer or "0x0000000000000000000000000000000000000000",
         expiry=issued_at + QUOTE_TTL_SECONDS,
-        delivery_deadline=issued_at + QUOTE_TTL_SECONDS + DELIVERY_WINDOW_SECONDS,
+        delivery_deadline=issued_at + QUOTE_TTL_SECONDS + delivery_window,
     )
     signature = sign_quote(quote, domain, operator_key)
     access_token = secrets.token_urlsafe(24)
@@ -134,27 +153,3 @@ def create_quote(
     session.commit()
     session.refresh(order)
     return IssuedQuote(order, quote, signature, access_token)
-
-
-@dataclass(frozen=True)
-class OrderKeys:
-    order: ShopOrder
-    keys: list[str]
-    """Plaintext card keys, in line order; empty until the order is delivered."""
-
-
-def read_order(session: Session, vault: Vault, chain_order_id: str, access_token: str) -> OrderKeys:
-    """The order and, once delivered, its keys, for the holder of the order's secret token."""
-    order = session.exec(select(ShopOrder).where(ShopOrder.chain_order_id == chain_order_id.lower())).first()
-    if order is None or not hmac.compare_digest(order.access_token_hash, token_hash(access_token)):
-        raise OrderAccessDeniedError(chain_order_id)
-    keys: list[str] = []
-    if order.status == OrderStatus.DELIVERED:
-        rows = session.exec(
-            select(CardKey)
-            .join(Delivery, Delivery.card_key_id == CardKey.id)  # type: ignore[arg-type]
-            .where(Delivery.order_id == order.id)
-            .order_by(Delivery.line_no)  # type: ignore[arg-type]
-        ).all()
-        keys = [vault.decrypt(session, order.product_id, row.ciphertext) for row in rows]
-    return OrderKeys(order, keys)

@@ -26,6 +26,7 @@ from liandong.store.models import (
     ImportBatch,
     KeyAccess,
     MessageTemplate,
+    OperatorStatus,
     OrderStatus,
     Product,
     ShopOrder,
@@ -92,6 +93,23 @@ class HistogramBucket(BaseModel):
     count: int
 
 
+class AlertKind(enum.StrEnum):
+    SETTLEMENT_LAG = "settlement_lag"
+    """Deliveries whose commitment is not on-chain long after the keys went out: the merchant is
+    not paid for them, and past the deadline the buyer may refund them."""
+    OPERATOR_BALANCE = "operator_balance"
+    """The operator key cannot pay for many more settlement batches."""
+    ANOMALY = "anomaly"
+    """Orders in the abnormal log with an anomaly (payment reorged, settlement refused, …)."""
+
+
+class Alert(BaseModel):
+    kind: AlertKind
+    detail: str
+    count: int = 0
+    """How many orders it concerns (0 for the operator balance)."""
+
+
 class Efficiency(BaseModel):
     since: datetime
     until: datetime
@@ -107,6 +125,9 @@ class Efficiency(BaseModel):
     alert: bool
     """The share fell under `target_share`."""
     histogram: list[HistogramBucket]
+    alerts: list[Alert] = []
+    """What else needs the merchant now (settlement lag, operator balance, anomalies): see
+    `alerts`. Empty when all is well."""
 
 
 def percentile(sorted_values: Sequence[float], percent: int) -> float:
@@ -139,8 +160,12 @@ def efficiency(
     since: datetime | None = None,
     until: datetime | None = None,
     threshold_seconds: float = 10.0,
+    *,
+    settlement_lag_seconds: float = 300.0,
+    balance_batches: int = 20,
 ) -> Efficiency:
-    """Pay→delivery latency of the orders delivered in the window."""
+    """Pay→delivery latency of the orders delivered in the window, with the shop's current alerts
+    (`settlement_lag_seconds`, `balance_batches`: the settings of the same names)."""
     start, end = resolve_window(since, until)
     rows = session.exec(
         select(ShopOrder.block_time, ShopOrder.seen_at, ShopOrder.delivered_at).where(
@@ -162,7 +187,71 @@ def efficiency(
         share_within=share,
         alert=share is not None and share < TARGET_SHARE,
         histogram=_histogram(paid),
+        alerts=alerts(
+            session, settlement_lag_seconds=settlement_lag_seconds, balance_batches=balance_batches
+        ),
     )
+
+
+# ------------------------------------------------------------------ alerts
+
+
+ANOMALY_ALERT_WINDOW = timedelta(days=7)
+"""Anomalies of orders quoted this recently raise an alert; older ones stay in the abnormal log."""
+
+
+def alerts(
+    session: Session,
+    *,
+    settlement_lag_seconds: float = 300.0,
+    balance_batches: int = 20,
+    now: datetime | None = None,
+) -> list[Alert]:
+    """The shop's current alerts, cheap to compute on every dashboard refresh (index scans)."""
+    moment = as_utc(now)
+    found: list[Alert] = []
+    lagging = session.exec(
+        select(func.count()).where(
+            ShopOrder.status == OrderStatus.DELIVERED,
+            col(ShopOrder.committed_at).is_(None),
+            not_(col(ShopOrder.settlement_held)),
+            col(ShopOrder.delivered_at) < moment - timedelta(seconds=settlement_lag_seconds),
+        )
+    ).one()
+    if lagging:
+        found.append(
+            Alert(
+                kind=AlertKind.SETTLEMENT_LAG,
+                detail=f"{lagging} deliveries not recorded on-chain after {settlement_lag_seconds:g} s",
+                count=lagging,
+            )
+        )
+    for status in session.exec(select(OperatorStatus)).all():
+        needed = balance_batches * status.batch_gas * int(status.max_fee_per_gas)
+        if int(status.balance) < needed:
+            found.append(
+                Alert(
+                    kind=AlertKind.OPERATOR_BALANCE,
+                    detail=(
+                        f"operator {status.address} holds {status.balance} wei, less than the "
+                        f"{needed} wei of {balance_batches} settlement batches"
+                    ),
+                )
+            )
+    anomalies = session.exec(
+        select(func.count()).where(
+            col(ShopOrder.anomaly).is_not(None), col(ShopOrder.created_at) >= moment - ANOMALY_ALERT_WINDOW
+        )
+    ).one()
+    if anomalies:
+        found.append(
+            Alert(
+                kind=AlertKind.ANOMALY,
+                detail=f"{anomalies} orders need a look in the abnormal log",
+                count=anomalies,
+            )
+        )
+    return found
 
 
 # ------------------------------------------------------------------ sales
@@ -301,6 +390,9 @@ class AbnormalReason(enum.StrEnum):
     """Delivered later than the latency threshold after the payment's block."""
     REFUND = "refund"
     """No keys could be delivered (out of stock, unknown order, refunded by the merchant)."""
+    ANOMALY = "anomaly"
+    """Something the merchant must look at (`anomaly` says what): the payment reorged after the
+    keys went out, the delivery window closed unrecorded, the escrow refuses the settlement."""
 
 
 class AttemptsSummary(BaseModel):
@@ -321,6 +413,9 @@ class AbnormalDelivery(BaseModel):
     latency_seconds: float | None
     reasons: list[AbnormalReason]
     refund_reason: str | None
+    anomaly: str | None = None
+    """What went wrong beyond the notices: "payment reorged", "delivery window closed",
+    "settlement skipped: …", "settlement reverts: …"."""
     attempts: AttemptsSummary
 
 
@@ -343,16 +438,23 @@ class _Candidate:
     latency: float | None
     refund_reason: str | None
     reasons: list[AbnormalReason]
+    anomaly: str | None = None
 
 
 def _reasons(
-    status: OrderStatus, latency: float | None, tries: int, failures: int, threshold: float
+    status: OrderStatus,
+    latency: float | None,
+    tries: int,
+    failures: int,
+    threshold: float,
+    anomaly: str | None = None,
 ) -> list[AbnormalReason]:
     checks = (
         (AbnormalReason.FAILED_ATTEMPT, failures > 0),
         (AbnormalReason.RETRIED, tries > 1),
         (AbnormalReason.SLOW, latency is not None and latency > threshold),
         (AbnormalReason.REFUND, status in REFUND_STATUSES),
+        (AbnormalReason.ANOMALY, anomaly is not None),
     )
     return [reason for reason, applies in checks if applies]
 
@@ -371,6 +473,7 @@ def _candidates(session: Session, start: datetime, end: datetime, threshold: flo
             col(ShopOrder.block_time),
             col(ShopOrder.delivered_at),
             col(ShopOrder.refund_reason),
+            col(ShopOrder.anomaly),
             func.count(col(DeliveryAttempt.id)),
             func.coalesce(func.sum(case((not_(col(DeliveryAttempt.succeeded)), 1), else_=0)), 0),
         )
@@ -379,10 +482,10 @@ def _candidates(session: Session, start: datetime, end: datetime, threshold: flo
         .group_by(col(ShopOrder.id))
     )
     found = []
-    for order_id, order, product_id, status, paid, block, delivered, refund, tries, failures in rows:
+    for order_id, order, product_id, status, paid, block, delivered, refund, anomaly, tries, failures in rows:
         latency = _seconds(block, delivered) if block and delivered else None
-        reasons = _reasons(status, latency, tries, int(failures), threshold)
-        if reasons:
+        reasons = _reasons(status, latency, tries, int(failures), threshold, anomaly)
+        if reasons and order_id is not None:
             found.append(
                 _Candidate(
                     order_id,
@@ -394,6 +497,7 @@ def _candidates(session: Session, start: datetime, end: datetime, threshold: flo
                     latency,
                     refund,
                     reasons,
+                    anomaly,
                 )
             )
     found.sort(key=lambda candidate: (candidate.paid_at, candidate.id), reverse=True)
@@ -447,6 +551,7 @@ def abnormal_deliveries(
             latency_seconds=candidate.latency,
             reasons=candidate.reasons,
             refund_reason=candidate.refund_reason,
+            anomaly=candidate.anomaly,
             attempts=summaries[candidate.id],
         )
         for candidate in shown

@@ -1,15 +1,70 @@
-"""The database engine: SQLite (WAL) by default, PostgreSQL through `database_url`."""
+"""The database engine: SQLite (WAL) by default, PostgreSQL through `database_url`; and the data
+folder, which only the shop's user may enter (0700, its files 0600: the database holds buyers'
+e-mail addresses and phone numbers, the folder the master key)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+IDLE_IN_TRANSACTION_SECONDS = 30
+"""PostgreSQL ends a session idle inside a transaction this long (a frozen or cut-off node), so its
+row locks (card keys, the leader epoch) do not hold up the other nodes for ever."""
+
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+"""libpq TCP keepalives: a connection to a server that vanished fails in ~11 s, not hours later."""
+
+
+def make_private(path: Path, mode: int = PRIVATE_FILE) -> None:
+    """Takes group and other permissions off `path` (if it exists and is ours to change)."""
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        if stat.S_IMODE(path.stat().st_mode) & ~mode:
+            path.chmod(mode)
+
+
+def prepare_data_dir(path: Path) -> Path:
+    """Creates the data folder 0700, or tightens an existing one, and its files to 0600: databases
+    and their WAL, master keys, the local chain's state, whatever an older version left looser."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    make_private(path, PRIVATE_DIR)
+    for entry in path.iterdir():
+        if entry.is_file() and not entry.is_symlink():
+            make_private(entry)
+    return path
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def _private_sqlite(database_url: str) -> None:
+    """Creates the database file 0600 before SQLite does (SQLite gives its WAL and shared-memory
+    files the database's mode) and tightens existing ones."""
+    path = sqlite_file(database_url)
+    if path is None:
+        return
+    with contextlib.suppress(FileNotFoundError):  # a missing folder: SQLite says so itself
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
+    for side in ("", *SQLITE_SIDE_FILES):
+        make_private(path.with_name(path.name + side))
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -34,16 +89,25 @@ def _begin_sqlite(connection: Any) -> None:
 def make_engine(database_url: str) -> Engine:
     """An engine for `database_url`, tuned for many short transactions."""
     if database_url.startswith("sqlite"):
+        _private_sqlite(database_url)
         engine = create_engine(database_url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _tune_sqlite)
         # pysqlite's own transaction handling breaks SAVEPOINT; let SQLAlchemy emit BEGIN itself.
         event.listen(engine, "begin", _begin_sqlite)
         return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_SECONDS * 1000}"
+    return create_engine(
+        database_url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        connect_args={**KEEPALIVES, "options": options},
+    )
 
 
 def migrate(database_url: str) -> None:
     """Brings the schema to the newest migration; safe to call at every start."""
+    _private_sqlite(database_url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 MAX_ROW_ID = 2**63 - 1
@@ -125,11 +125,23 @@ class ShopOrder(SQLModel, table=True):
     quote_signature: str = Field(max_length=140)
     quote_expiry: int
     delivery_deadline: int
+    fee_bps: int = 0
+    """The platform fee the escrow fixed at payment (`OrderPaid`): part of the terms that settle it."""
     access_token_hash: str = Field(max_length=64)
     """SHA-256 of the secret order token given with the quote, which lets its holder read the keys."""
     commitment: str | None = Field(default=None, max_length=66)
     salt: str | None = Field(default=None, max_length=66)
     refund_reason: str | None = Field(default=None, max_length=200)
+    anomaly: str | None = Field(default=None, max_length=200)
+    """Something the merchant must look at, shown in the abnormal log: "payment reorged" (the
+    payment left the chain after the keys went out), "delivery window closed", a settlement the
+    escrow refuses."""
+    settlement_held: bool = False
+    """The escrow refuses this order's settlement (unknown order, other terms, the call reverts):
+    the rescan no longer hands it to the sender; the merchant decides (see `anomaly`)."""
+    notice_due: bool = Field(default=False, index=True)
+    """Delivered, the buyer not told yet: set in the delivery transaction, cleared once the
+    channels ran. A restart tells the buyers of the orders still marked."""
     created_at: datetime = Field(default_factory=utcnow)
     block_time: datetime | None = None
     seen_at: datetime | None = None
@@ -154,6 +166,7 @@ class Payment(SQLModel, table=True):
     payer: str = Field(max_length=42)
     token: str = Field(max_length=42)
     amount: str = Field(max_length=80)
+    fee_bps: int = 0
     tx_hash: str = Field(max_length=66)
     block_number: int = Field(index=True)
     block_hash: str = Field(max_length=66)
@@ -224,8 +237,25 @@ class ChainTx(SQLModel, table=True):
     order_ids: str
     """Comma-separated `ShopOrder.id`s the transaction settles."""
     max_fee_per_gas: str = Field(max_length=80)
+    raw_tx: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The signed transaction (0x-hex), written before it is sent: after a crash it is broadcast
+    again as it is (same nonce, same hash), never signed anew."""
     status: ChainTxStatus = Field(default=ChainTxStatus.PENDING, index=True)
     created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OperatorStatus(SQLModel, table=True):
+    """What the settlement sender last saw of the operator account, for the dashboard's alerts."""
+
+    chain_id: int = Field(primary_key=True)
+    address: str = Field(primary_key=True, max_length=42)
+    balance: str = Field(max_length=80)
+    """Wei."""
+    max_fee_per_gas: str = Field(max_length=80)
+    """Wei per gas the sender would pay now."""
+    batch_gas: int
+    """Gas of a full settlement batch (the largest seen, or an estimate before one was sent)."""
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -247,6 +277,10 @@ class Merchant(SQLModel, table=True):
     username: str = Field(unique=True, index=True, max_length=64)
     password_hash: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
+    failed_logins: int = 0
+    """Wrong passwords in a row (migration 0006): past the settings' threshold the account locks."""
+    locked_until: datetime | None = None
+    """No password is even checked for this account before then."""
 
 
 class MerchantSession(SQLModel, table=True):
@@ -282,6 +316,8 @@ class BuyerChallenge(SQLModel, table=True):
     issued_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     used_at: datetime | None = None
+    message_hash: str | None = Field(default=None, max_length=64)
+    """SHA-256 of the exact message issued (migration 0006): only that text, signed, signs in."""
 
 
 class BuyerSession(SQLModel, table=True):

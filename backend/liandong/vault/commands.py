@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 
 from liandong.core.config import Settings
-from liandong.store.db import make_engine, migrate
+from liandong.store.db import make_engine, migrate, prepare_data_dir
 from liandong.vault.crypto import previous_key_file
-from liandong.vault.rotation import RotationRefusedError, rotate_master_key_file
+from liandong.vault.rotation import (
+    REENCRYPT_BATCH,
+    RotationRefusedError,
+    retire_previous_key,
+    rotate_vault,
+)
 
 vault_app = typer.Typer(help="The card-key vault: encryption keys of the stock.", no_args_is_help=True)
 console = Console()
@@ -21,18 +28,24 @@ def main() -> None:
 
 
 @vault_app.command()
-def rotate() -> None:
-    """Replace the master key and rewrap every data key with the new one (card keys stay as they are).
-
-    The old key is kept in `<key file>.previous`, so nodes not yet restarted keep working.
-    """
+def rotate(
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Card keys re-encrypted per transaction.")
+    ] = REENCRYPT_BATCH,
+    wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for every running node to reload the new key.")
+    ] = 30.0,
+) -> None:
+    """Replace the master key, give every product a new data key and re-encrypt the stock with it,
+    in small batches while the nodes keep delivering; then remove the previous master key once
+    every running node uses the new one."""
     settings = Settings()
     url = settings.resolved_database_url
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir)
     migrate(url)
     engine = make_engine(url)
     try:
-        result = rotate_master_key_file(settings, engine)
+        result = rotate_vault(settings, engine, batch_size=batch_size, wait_seconds=wait)
     except RotationRefusedError as error:
         errors.print(str(error), markup=False, highlight=False)
         raise typer.Exit(code=1) from None
@@ -40,8 +53,43 @@ def rotate() -> None:
         engine.dispose()
     key_file = settings.resolved_master_key_file
     console.print(
-        f"Rewrapped {result.rewrapped} data key(s) with the new master key {result.new_key_id} "
-        f"({key_file}); the previous key {result.previous_key_id} is in {previous_key_file(key_file)}.",
+        f"New master key {result.new_key_id} ({key_file}); {result.products} product(s) have new data "
+        f"keys and {result.reencrypted} card key(s) were re-encrypted; the old data keys are deleted.",
         markup=False,
         highlight=False,
     )
+    if result.previous_removed:
+        console.print(
+            f"Every running node uses the new key: the previous key {result.previous_key_id} is removed.",
+            markup=False,
+            highlight=False,
+        )
+        return
+    errors.print(
+        f"Nodes still on the previous key after {wait:g} s: {', '.join(result.lagging_nodes)}. "
+        f"{previous_key_file(key_file)} stays until they reload; `liandong vault retire-previous` "
+        "removes it then.",
+        markup=False,
+        highlight=False,
+    )
+    raise typer.Exit(code=1)
+
+
+@vault_app.command("retire-previous")
+def retire_previous(
+    wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the nodes.")] = 30.0,
+) -> None:
+    """Remove `<key file>.previous` once every running node uses the current master key."""
+    settings = Settings()
+    url = settings.resolved_database_url
+    prepare_data_dir(settings.data_dir)
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        removed, lagging = retire_previous_key(settings, engine, wait)
+    finally:
+        engine.dispose()
+    if not removed:
+        errors.print(f"Nodes still on the previous key: {', '.join(lagging)}", markup=False, highlight=False)
+        raise typer.Exit(code=1)
+    console.print("The previous master key is removed.", markup=False, highlight=False)

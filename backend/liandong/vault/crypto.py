@@ -1,9 +1,9 @@
 """Envelope encryption of card keys, and the commitment that records a delivery on-chain.
 
 A master key (kept outside the database) wraps one random data key per product; each data key
-encrypts that product's card keys. Rotating the master key therefore rewraps a handful of data
-keys instead of re-encrypting every card key, and the data keys never change, so ciphertexts and
-fingerprints stay valid across rotations.
+encrypts that product's card keys. A rotation (`vault/rotation.py`) issues each product a new data
+key (its next *generation*), re-encrypts the stock with it in batches and then deletes the old
+generation, so a master key that leaked before the rotation opens nothing in a later dump.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_utils.crypto import keccak
 
 from liandong.core.config import Settings
+from liandong.store.db import PRIVATE_DIR, make_private
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -115,8 +116,10 @@ class ProductKey:
     """A product's unwrapped data key with the ciphers derived from it, set up once so that bulk
     imports pay only for the per-key AES-GCM and HMAC."""
 
-    def __init__(self, product_id: int, data_key: bytes) -> None:
+    def __init__(self, product_id: int, data_key: bytes, generation: int = 1) -> None:
         self.product_id = product_id
+        self.generation = generation
+        """Which of the product's data keys this is (`datakey.generation`, `cardkey.key_generation`)."""
         self._aead = AESGCM(data_key)
         self._aad = _card_key_aad(product_id)
         # Derived from the data key, not the master key, so fingerprints survive master rotation;
@@ -165,7 +168,7 @@ def previous_key_file(key_file: Path) -> Path:
 
 def _temp_key_file(path: Path, key: MasterKey) -> Path:
     """Writes `key` to a fresh 0600 file next to `path` (same file system, for rename and link)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)
@@ -208,9 +211,11 @@ def load_keyring(settings: Settings) -> Keyring:
     """The keyring from `LIANDONG_MASTER_KEY`, or else from the key file (created on first use)
     and the `.previous` file that a rotation leaves behind."""
     if settings.master_key:
-        return Keyring(MasterKey.from_base64(settings.master_key))
+        return Keyring(MasterKey.from_base64(settings.master_key.get_secret_value()))
     path = settings.resolved_master_key_file
-    primary = read_key_file(path) if path.exists() else _create_key_file(path)
     previous_path = previous_key_file(path)
+    for key_file in (path, previous_path):  # an older version, or a hand-made file, may be 0644
+        make_private(key_file)
+    primary = read_key_file(path) if path.exists() else _create_key_file(path)
     previous = (read_key_file(previous_path),) if previous_path.exists() else ()
     return Keyring(primary, previous)

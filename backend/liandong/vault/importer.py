@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 
 from liandong.store.models import CardKey, ImportBatch, Product
 from liandong.vault.service import Vault
+from liandong.vault.tables import CARD_KEYS, DATA_KEYS
 
 MAX_KEY_CHARS = 1024
 INSERT_CHUNK = 5000
@@ -100,6 +101,12 @@ ImportProgress = Callable[[str, int, int], None]
 """Hears (stage, done, total) while a large file is imported: "encrypting", then "storing"."""
 
 PROGRESS_STEP = 2000
+ROTATION_RETRIES = 3
+"""Imports encrypted under a data key that a rotation replaced meanwhile are encrypted again."""
+
+
+class _KeyRotatedError(Exception):
+    """The product's data key moved to a new generation between encrypting and storing."""
 
 
 def import_keys(
@@ -118,7 +125,29 @@ def import_keys(
     The keys are encrypted between transactions, so a large file never holds SQLite's write lock
     (and with it every delivery) for the seconds encryption takes; a key imported meanwhile by
     someone else trips the unique fingerprint and fails the whole import, never half of it.
+
+    During a rotation the keys are checked against the fingerprints of every data key generation
+    still in use, and the storing transaction checks (`FOR SHARE` on PostgreSQL) that the data key
+    they were encrypted with is still the product's current one: if a rotation moved on, the file
+    is encrypted again, so no card key is ever stored under a generation the rotation retired.
     """
+    for _attempt in range(ROTATION_RETRIES):
+        try:
+            return _import_once(session, vault, product_id, source_name, data, fmt, progress)
+        except _KeyRotatedError:
+            continue
+    raise KeyImportError("the vault is being rotated and the keys moved again; import the file again")
+
+
+def _import_once(
+    session: Session,
+    vault: Vault,
+    product_id: int,
+    source_name: str,
+    data: bytes,
+    fmt: Literal["txt", "csv"],
+    progress: ImportProgress | None,
+) -> ImportReport:
     report = progress or (lambda _stage, _done, _total: None)
     try:
         text = _decode(data)
@@ -127,7 +156,8 @@ def import_keys(
             raise KeyImportError("no keys in the file")
         if session.get(Product, product_id) is None:
             raise KeyImportError(f"unknown product {product_id}")
-        product_key = vault.data_key(session, product_id)
+        live = vault.live_keys(session, product_id)
+        product_key = live[0]
         existing = set(session.exec(select(CardKey.fingerprint).where(CardKey.product_id == product_id)))
         session.commit()
         seen: set[str] = set()
@@ -137,7 +167,7 @@ def import_keys(
             if done % PROGRESS_STEP == 0:
                 report("encrypting", done, len(keys))
             fingerprint = product_key.fingerprint(key)
-            if fingerprint in existing:
+            if fingerprint in existing or any(old.fingerprint(key) in existing for old in live[1:]):
                 duplicates_existing += 1
             elif fingerprint in seen:
                 duplicates_in_file += 1
@@ -145,6 +175,17 @@ def import_keys(
                 seen.add(fingerprint)
                 rows.append({"ciphertext": product_key.encrypt(key), "fingerprint": fingerprint})
         report("storing", 0, len(rows))
+        generation = (
+            session.connection()
+            .execute(
+                select(DATA_KEYS.c.generation)
+                .where(DATA_KEYS.c.product_id == product_id)
+                .with_for_update(read=True)  # a rotation's next generation waits for this commit
+            )
+            .scalar()
+        )
+        if generation is not None and generation != product_key.generation:
+            raise _KeyRotatedError
         batch = ImportBatch(product_id=product_id, source_name=source_name[:255], key_count=len(rows))
         session.add(batch)
         session.flush()
@@ -152,11 +193,12 @@ def import_keys(
         for row in rows:
             row["product_id"] = product_id
             row["batch_id"] = batch.id
+            row["key_generation"] = product_key.generation
         # Core executemany on the session's connection (same transaction): the ORM bulk path would
         # spend more time building rows than SQLite spends storing them.
         connection = session.connection()
         for start in range(0, len(rows), INSERT_CHUNK):
-            connection.execute(insert(CardKey), rows[start : start + INSERT_CHUNK])
+            connection.execute(insert(CARD_KEYS), rows[start : start + INSERT_CHUNK])
             report("storing", min(start + INSERT_CHUNK, len(rows)), len(rows))
         session.commit()
     except IntegrityError as error:

@@ -152,7 +152,7 @@ def _page(
     view = {"t": TEXTS["en"], "page_data": data, "products": products or [], "order_id": order_id}
     response = templates.TemplateResponse(request, template, view)
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"  # writes carry Origin (checked), never to others
     return response
 
 

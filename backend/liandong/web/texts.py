@@ -57,6 +57,23 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "status_paid": ("Payment seen on-chain; waiting for confirmations.", "已在链上收到付款，等待区块确认。"),
     "status_confirmed": ("Payment confirmed; your keys are being handed out.", "付款已确认，正在发放卡密。"),
     "status_delivered": ("Delivered: your keys are below.", "已发货：卡密如下。"),
+    "status_delivered_opening": ("Delivered: opening your keys…", "已发货：正在打开卡密…"),
+    "busy_retrying": (
+        "The shop is busy: trying again by itself in {seconds} s.",
+        "商店繁忙：{seconds} 秒后自动重试。",
+    ),
+    "shop_unavailable": (
+        "The shop cannot answer right now; the page tries again by itself.",
+        "商店暂时无法响应，页面会自动重试。",
+    ),
+    "keys_not_ready": (
+        "Your keys are not ready yet; the page tries again by itself.",
+        "卡密尚未就绪，页面会自动重试。",
+    ),
+    "order_not_opened": (
+        "This browser cannot open the order: sign in with the wallet that paid.",
+        "此浏览器无法打开该订单：请用付款的钱包登录。",
+    ),
     "status_refunding": (
         "No key could be delivered: your payment is being refunded on-chain.",
         "无法发货：您的付款正在链上退回。",

@@ -7,19 +7,37 @@ import dataclasses
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.security import APIKeyCookie
 from pydantic import BaseModel, Field
 
-from liandong.api.deps import SESSION_COOKIE, MerchantIdentity, RowId, Shop, key_rate, merchant
+from liandong.api.deps import (
+    SESSION_COOKIE,
+    MerchantIdentity,
+    RowId,
+    Shop,
+    check_origin,
+    merchant,
+    signin_rate,
+)
 from liandong.services import merchant_auth, messages
-from liandong.services.merchant_auth import SCOPES, AccountError, AuthError, UnknownTokenError
+from liandong.services.merchant_auth import (
+    SCOPES,
+    AccountError,
+    AccountLockedError,
+    AuthError,
+    ScopeError,
+    UnknownTokenError,
+)
 from liandong.store.models import ApiToken
 
 router = APIRouter(prefix="/api/merchant", tags=["merchant: account and channels"])
 
 Account = Annotated[MerchantIdentity, Depends(merchant("orders:read"))]
-"""Account routes take any valid login; `orders:read` is the least a token can hold."""
+"""Reading routes take any valid login; `orders:read` is the least a token can hold."""
+Dashboard = Annotated[MerchantIdentity, Depends(merchant(None))]
+"""The account itself (password, API tokens): a dashboard session only, never an API token, so a
+leaked integration token cannot mint itself a stronger one or revoke the others."""
 ChannelsWrite = Annotated[MerchantIdentity, Depends(merchant("channels:write"))]
 VariantName = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
 _session_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False)
@@ -85,13 +103,24 @@ def _token_view(token: ApiToken) -> TokenView:
     )
 
 
-@router.post("/login", dependencies=[Depends(key_rate)], responses={401: {}})
+@router.post("/login", dependencies=[Depends(signin_rate)], responses={401: {}, 429: {}})
 def login(request: LoginRequest, response: Response, context: Shop) -> LoginResponse:
     """Starts a dashboard session (an HttpOnly, SameSite=Strict cookie)."""
     hours = context.settings.merchant_session_hours
     with context.session() as session:
         try:
-            token, expires_at = merchant_auth.login(session, request.username, request.password, hours)
+            token, expires_at = merchant_auth.login(
+                session,
+                request.username,
+                request.password,
+                hours,
+                lockout_after=context.settings.login_lockout_after,
+                lockout_seconds=context.settings.login_lockout_seconds,
+            )
+        except AccountLockedError as error:
+            raise HTTPException(
+                status_code=429, detail=str(error), headers={"Retry-After": str(error.retry_after)}
+            ) from None
         except AuthError as error:
             raise HTTPException(status_code=401, detail=str(error)) from None
     response.set_cookie(
@@ -107,9 +136,13 @@ def login(request: LoginRequest, response: Response, context: Shop) -> LoginResp
 
 @router.post("/logout", status_code=204)
 def logout(
-    response: Response, context: Shop, cookie: Annotated[str | None, Depends(_session_cookie)]
+    request: Request,
+    response: Response,
+    context: Shop,
+    cookie: Annotated[str | None, Depends(_session_cookie)],
 ) -> None:
     if cookie:
+        check_origin(request, context.settings)
         with context.session() as session:
             merchant_auth.logout(session, cookie)
     response.delete_cookie(SESSION_COOKIE)
@@ -123,7 +156,7 @@ def me(identity: Account) -> dict[str, str | int]:
 @router.post("/password", status_code=204, responses={401: {}, 422: {}})
 def change_password(
     request: PasswordChange,
-    identity: Account,
+    identity: Dashboard,
     context: Shop,
     cookie: Annotated[str | None, Depends(_session_cookie)],
 ) -> None:
@@ -140,31 +173,36 @@ def change_password(
 
 
 @router.get("/tokens")
-def list_tokens(identity: Account, context: Shop) -> list[TokenView]:
+def list_tokens(identity: Dashboard, context: Shop) -> list[TokenView]:
     with context.session() as session:
         return [_token_view(token) for token in merchant_auth.list_api_tokens(session, identity.id)]
 
 
-@router.post("/tokens", status_code=201, responses={422: {}})
-def create_token(request: TokenRequest, identity: Account, context: Shop) -> NewToken:
-    """A token for an integration, limited to `scopes`; only its hash is kept."""
+@router.post("/tokens", status_code=201, responses={403: {}, 422: {}})
+def create_token(request: TokenRequest, identity: Dashboard, context: Shop) -> NewToken:
+    """A token for an integration, limited to `scopes` (within the creator's); only its hash is kept."""
     with context.session() as session:
         try:
             plaintext, token = merchant_auth.create_api_token(
-                session, identity.id, request.name, request.scopes
+                session, identity.id, request.name, request.scopes, allowed=identity.scopes
             )
+        except ScopeError as error:
+            raise HTTPException(status_code=403, detail=str(error)) from None
         except AccountError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
     return NewToken(**_token_view(token).model_dump(), token=plaintext)
 
 
-@router.delete("/tokens/{token_id}", responses={404: {}})
-def revoke_token(token_id: RowId, identity: Account, context: Shop) -> TokenView:
+@router.delete("/tokens/{token_id}", responses={403: {}, 404: {}})
+def revoke_token(token_id: RowId, identity: Dashboard, context: Shop) -> TokenView:
     with context.session() as session:
         try:
-            return _token_view(merchant_auth.revoke_api_token(session, identity.id, token_id))
+            revoked = merchant_auth.revoke_api_token(session, identity.id, token_id, allowed=identity.scopes)
         except UnknownTokenError as error:
             raise HTTPException(status_code=404, detail=str(error)) from None
+        except ScopeError as error:
+            raise HTTPException(status_code=403, detail=str(error)) from None
+        return _token_view(revoked)
 
 
 @router.get("/channels")

@@ -9,7 +9,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket
 from pydantic import BaseModel, Field
 
-from liandong.api.deps import MerchantIdentity, Shop, feed_merchant, merchant, stream_events, ws_shop
+from liandong.api.deps import (
+    WS_POLICY_VIOLATION,
+    MerchantIdentity,
+    Shop,
+    feed_merchant,
+    merchant,
+    socket_slot,
+    stream_events,
+    ws_shop,
+)
 from liandong.delivery.channels import DeliveryNotice
 from liandong.services import order_admin
 from liandong.services.order_admin import AttemptView, OrderAdminError
@@ -18,7 +27,6 @@ router = APIRouter(prefix="/api/merchant", tags=["merchant: orders"])
 
 OrdersRead = Annotated[MerchantIdentity, Depends(merchant("orders:read"))]
 OrdersWrite = Annotated[MerchantIdentity, Depends(merchant("orders:write"))]
-WS_POLICY_VIOLATION = 1008
 
 
 class RefundRequest(BaseModel):
@@ -89,11 +97,15 @@ async def resend(order_id: str, context: Shop, _: OrdersWrite) -> list[AttemptVi
 @router.websocket("/feed")
 async def feed(websocket: WebSocket) -> None:
     """The dashboard's live feed: every order status change and stock change, as small deltas."""
-    identity = await asyncio.to_thread(feed_merchant, websocket)
-    if identity is None:
-        await websocket.close(code=WS_POLICY_VIOLATION, reason="log in, or pass an API token")
-        return
-    hub = ws_shop(websocket).hub
-    await websocket.accept()
-    queue = hub.subscribe_feed()
-    await stream_events(websocket, queue, lambda: hub.unsubscribe_feed(queue))
+    context = ws_shop(websocket)
+    async with socket_slot(websocket, context) as admitted:
+        if not admitted:
+            return
+        identity = await asyncio.to_thread(feed_merchant, websocket)
+        if identity is None:
+            await websocket.close(code=WS_POLICY_VIOLATION, reason="log in, or pass an API token")
+            return
+        hub = context.hub
+        await websocket.accept()
+        queue = hub.subscribe_feed()
+        await stream_events(websocket, queue, lambda: hub.unsubscribe_feed(queue))

@@ -3,24 +3,32 @@
 No `from __future__ import annotations` here: FastAPI reads the route signatures at run time.
 """
 
+import asyncio
+import contextlib
+import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Path, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 
 from liandong.api.deps import (
+    WS_POLICY_VIOLATION,
     BuyerProof,
     Shop,
+    ShopContext,
     buyer_proof,
     buyer_wallet,
     key_rate,
     quote_rate,
+    signin_rate,
+    socket_slot,
+    status_rate,
     stream_events,
     ws_shop,
 )
 from liandong.services import buyer_auth, buyer_keys, catalogue
-from liandong.services.orders import OrderError, SoldOutError, create_quote
+from liandong.services.orders import BuyerRequiredError, OrderError, SoldOutError, create_quote
 from liandong.store.models import MAX_ROW_ID, ShopOrder
 
 router = APIRouter(prefix="/api", tags=["buyers"])
@@ -41,7 +49,14 @@ class QuoteRequest(BaseModel):
     product_id: int = Field(ge=1, le=MAX_ROW_ID)
     quantity: int = Field(default=1, ge=1, le=100)
     token: Address
-    buyer: Address | None = Field(default=None, description="Only this wallet may pay, when given.")
+    buyer: Address | None = Field(
+        default=None,
+        description="The wallet that will pay: only it can use the quote. Required unless `open` is true.",
+    )
+    open: bool = Field(
+        default=False,
+        description="An open quote, which any wallet may pay (for integrators); `buyer` must then be absent.",
+    )
     email: str | None = Field(
         default=None,
         max_length=254,
@@ -118,7 +133,11 @@ def products(context: Shop) -> list[catalogue.ListedProduct]:
     "/quotes",
     status_code=201,
     dependencies=[Depends(quote_rate)],
-    responses={404: {"description": "Not for sale"}, 409: {"description": "Sold out"}},
+    responses={
+        404: {"description": "Not for sale"},
+        409: {"description": "Sold out"},
+        422: {"description": "No buyer named, and no open quote asked for"},
+    },
 )
 def quote(request: QuoteRequest, context: Shop) -> QuoteResponse:
     """Prices and signs an order: the wallet calls the escrow's `pay(quote, signature)` with it."""
@@ -134,7 +153,11 @@ def quote(request: QuoteRequest, context: Shop) -> QuoteResponse:
                 buyer=request.buyer,
                 email=request.email,
                 phone=request.phone,
+                delivery_window=context.settings.delivery_window_seconds,
+                open_quote=request.open,
             )
+    except BuyerRequiredError as error:
+        raise HTTPException(status_code=422, detail=str(error)) from None
     except SoldOutError as error:
         raise HTTPException(status_code=409, detail=str(error)) from None
     except OrderError as error:
@@ -173,7 +196,7 @@ def _open(context: Shop, order_id: str, proof: BuyerProof) -> ShopOrder:
             raise HTTPException(status_code=404, detail="no such order for this proof") from None
 
 
-@router.get("/orders/{order_id}", dependencies=[Depends(key_rate)], responses={404: {}})
+@router.get("/orders/{order_id}", dependencies=[Depends(status_rate)], responses={404: {}})
 def order_status(
     order_id: OrderId, context: Shop, proof: Annotated[BuyerProof, Depends(buyer_proof)]
 ) -> buyer_keys.OrderState:
@@ -205,7 +228,7 @@ def order_keys(
             raise HTTPException(status_code=422, detail=str(error)) from None
 
 
-@router.post("/buyer/challenge", dependencies=[Depends(key_rate)])
+@router.post("/buyer/challenge", dependencies=[Depends(signin_rate)])
 def challenge(request: ChallengeRequest, context: Shop) -> ChallengeResponse:
     """A Sign-In with Ethereum message for the wallet to sign; valid once, for a few minutes."""
     with context.session() as session:
@@ -222,7 +245,7 @@ def challenge(request: ChallengeRequest, context: Shop) -> ChallengeResponse:
     return ChallengeResponse(message=issued.message, nonce=issued.nonce, expires_at=issued.expires_at)
 
 
-@router.post("/buyer/session", dependencies=[Depends(key_rate)], responses={401: {}})
+@router.post("/buyer/session", dependencies=[Depends(signin_rate)], responses={401: {}})
 def sign_in(request: SignInRequest, context: Shop) -> SignInResponse:
     """Exchanges the signed challenge for a wallet session that opens every order the wallet paid."""
     with context.session() as session:
@@ -240,7 +263,7 @@ def sign_in(request: SignInRequest, context: Shop) -> SignInResponse:
     return SignInResponse(token=login.token, address=login.address, expires_at=login.expires_at)
 
 
-@router.get("/buyer/orders", dependencies=[Depends(key_rate)])
+@router.get("/buyer/orders", dependencies=[Depends(status_rate)])
 def wallet_orders(
     context: Shop, wallet: Annotated[str, Depends(buyer_wallet)]
 ) -> list[buyer_keys.OrderState]:
@@ -249,10 +272,78 @@ def wallet_orders(
         return buyer_keys.wallet_orders(session, wallet)
 
 
+ORDER_ID = re.compile(r"0x[0-9a-fA-F]{64}", re.ASCII)
+
+
+def _ws_proof(context: ShopContext, message: Any) -> BuyerProof | None:
+    """The proof in an order page's first message: `{"type": "auth", "token": …}` (the order
+    token) or `{"type": "auth", "session": …}` (a wallet session); None if it is neither."""
+    if not isinstance(message, dict) or message.get("type") != "auth":
+        return None
+    token, session_token = message.get("token"), message.get("session")
+    if isinstance(token, str) and 0 < len(token) <= 200:
+        return BuyerProof(order_token=token, wallet=None)
+    if isinstance(session_token, str) and 0 < len(session_token) <= 200:
+        with context.session() as session:
+            try:
+                return BuyerProof(order_token=None, wallet=buyer_auth.buyer_address(session, session_token))
+            except buyer_auth.BuyerAuthError:
+                return None
+    return None
+
+
+def _opens(context: ShopContext, order_id: str, message: Any) -> bool:
+    proof = _ws_proof(context, message)
+    if proof is None:
+        return False
+    try:
+        _open(context, order_id, proof)
+    except HTTPException:
+        return False
+    return True
+
+
+def _keys_read(context: ShopContext, order_id: str) -> bool:
+    with context.session() as session:
+        return buyer_keys.keys_were_read(session, order_id)
+
+
 @router.websocket("/orders/{order_id}/events")
 async def order_events(websocket: WebSocket, order_id: str) -> None:
-    """Pushes the order's status changes (paid, confirmations n/N, delivered); never its keys."""
-    hub = ws_shop(websocket).hub
-    await websocket.accept()
-    queue = hub.subscribe(order_id)
-    await stream_events(websocket, queue, lambda: hub.unsubscribe(order_id, queue))
+    """Pushes the order's status changes (paid, confirmations n/N, delivered); never its keys.
+
+    The first message must prove the order, as the HTTP routes do: `{"type": "auth", "token":
+    "<order token>"}` or `{"type": "auth", "session": "<wallet session>"}`; anything else (or
+    nothing within `LIANDONG_WS_AUTH_SECONDS`) closes the socket (1008) before it hears anything.
+    After the keys are opened the page sends `{"type": "ack"}`: only that makes the in-site
+    delivery channel count the order as delivered."""
+    context = ws_shop(websocket)
+    if not ORDER_ID.fullmatch(order_id):
+        await websocket.close(code=WS_POLICY_VIOLATION, reason="not an order id (0x and 64 hex digits)")
+        return
+    order_id = order_id.lower()
+    async with socket_slot(websocket, context) as admitted:
+        if not admitted:
+            return
+        await websocket.accept()
+        try:
+            async with asyncio.timeout(context.settings.ws_auth_seconds):
+                first = await websocket.receive_json()
+        except (TimeoutError, ValueError, WebSocketDisconnect):
+            first = None
+        if not await asyncio.to_thread(_opens, context, order_id, first):
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(
+                    code=WS_POLICY_VIOLATION, reason="send the order token or a wallet session first"
+                )
+            return
+        hub = context.hub
+        queue = hub.subscribe(order_id)
+        await websocket.send_json({"type": "ready", "order": order_id})
+
+        async def acknowledged(message: Any) -> None:
+            is_ack = isinstance(message, dict) and message.get("type") == "ack"
+            if is_ack and await asyncio.to_thread(_keys_read, context, order_id):
+                hub.acknowledge(order_id)
+
+        await stream_events(websocket, queue, lambda: hub.unsubscribe(order_id, queue), acknowledged)

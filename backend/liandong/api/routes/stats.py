@@ -37,7 +37,14 @@ def efficiency(
     """Pay→delivery p50/p95/p99, the share under the threshold (alert under 99 %), a histogram."""
     start, end = _window(since, until)
     with context.session() as session:
-        return stats.efficiency(session, start, end, threshold or context.settings.latency_alert_seconds)
+        return stats.efficiency(
+            session,
+            start,
+            end,
+            threshold or context.settings.latency_alert_seconds,
+            settlement_lag_seconds=context.settings.settlement_lag_alert_seconds,
+            balance_batches=context.settings.operator_balance_alert_batches,
+        )
 
 
 @router.get("/sales", responses={422: {}})

@@ -25,6 +25,20 @@ function proof() {
   return session ? { Authorization: `Bearer ${session.token}` } : null;
 }
 
+/** The order stream's first message: the same proof, as the WebSocket cannot carry headers. */
+function hello() {
+  if (saved?.token) return { type: "auth", token: saved.token };
+  const session = buyerSession();
+  return session ? { type: "auth", session: session.token } : null;
+}
+
+/** While a 429 is waited out: "busy, trying again in n s", in the page's language. */
+function waiting(seconds) {
+  if (seconds > 0) setText($("notice"), "busy_retrying", { seconds });
+  else clearText($("notice"));
+  $("notice").hidden = seconds <= 0;
+}
+
 function clearText(element) {
   delete element.dataset.i18n;
   element.textContent = "";
@@ -52,7 +66,8 @@ function showStatus(next, event = {}) {
   if (event.required) {
     setText($("confirmations"), "confirmations_count", { n: event.confirmations, required: event.required });
   }
-  setText($("status"), event.reason ? "status_reorged" : `status_${next}`);
+  const opening = next === "delivered" && !delivered?.keys; // never "your keys are below" without them
+  setText($("status"), event.reason ? "status_reorged" : opening ? "status_delivered_opening" : `status_${next}`);
   showPayment();
   if (next === "delivered") revealKeys();
 }
@@ -70,7 +85,7 @@ async function refresh() {
   const headers = proof();
   if (!headers) return needSignIn();
   try {
-    const state = await api(`/api/orders/${orderId}`, { headers });
+    const state = await api(`/api/orders/${orderId}`, { headers, onWait: waiting });
     showSummary(state);
     showStatus(state.status);
   } catch (error) {
@@ -82,6 +97,7 @@ async function refresh() {
 }
 
 function onEvent(event) {
+  if (event.type === "ready" && delivered?.keys) live.send({ type: "ack" }); // a reconnect: say it again
   if (event.type !== "order") return;
   if (event.tx_hash && saved) saveOrder(orderId, (saved = { ...saved, txHash: event.tx_hash }));
   showStatus(event.status, event);
@@ -90,16 +106,27 @@ function onEvent(event) {
 // ------------------------------------------------------------------ wallet
 
 function showProblem(error, retryWith = null) {
-  const problem =
-    error instanceof ApiError
-      ? new wallet.Problem("request_failed", { reason: error.detail })
-      : explain(error);
+  const problem = error instanceof ApiError ? apiProblem(error) : explain(error);
   setText($("problem-text"), problem.key, problem.vars);
   $("switch-network").hidden = problem.key !== "wrong_network";
   $("buy-again").hidden = problem.key !== "quote_expired";
   $("pay").hidden ||= problem.key === "quote_expired";
   retry = retryWith;
   $("problem").hidden = false;
+}
+
+/** The shop's refusals in the page's language (the API's own `detail` is English). */
+function apiProblem(error) {
+  if (error.status === 429) return new wallet.Problem("too_many_requests");
+  if (error.status >= 500) return new wallet.Problem("shop_unavailable");
+  if (error.status === 409) return new wallet.Problem("keys_not_ready");
+  if (error.status === 401 || error.status === 404) return new wallet.Problem("order_not_opened");
+  return new wallet.Problem("request_failed", { reason: error.detail });
+}
+
+/** A refusal that passes by itself (busy, the shop restarting): the page tries again alone. */
+function transient(error) {
+  return error instanceof ApiError && (error.status === 429 || error.status >= 500 || error.status === 409);
 }
 
 function hideProblem() {
@@ -155,6 +182,7 @@ async function signIn() {
       await api("/api/buyer/session", { method: "POST", json: { message: challenge.message, signature } }),
     );
     $("signin").hidden = true;
+    live.reconnect(); // the stream needs the new session as its proof
     await refresh();
   } catch (error) {
     showProblem(error, signIn);
@@ -176,14 +204,19 @@ async function revealKeys() {
       method: "POST",
       headers: proof(),
       json: { public_key: pair.publicKey },
+      onWait: waiting,
     });
     const keys = JSON.parse(await openSealed(sealed.box, pair, orderId));
     delivered = { keys, salt: sealed.salt, commitment: sealed.commitment };
     showKeys(keys);
+    setText($("status"), "status_delivered");
+    hideProblem();
+    live.send({ type: "ack" }); // the buyer has the keys: the in-site channel may count it
     await verify();
   } catch (error) {
-    delivered = null;
+    if (!delivered?.keys) delivered = null;
     showProblem(error, revealKeys);
+    if (transient(error) && !delivered) setTimeout(revealKeys, (error.retryAfter ?? 5) * 1000);
   }
 }
 
@@ -258,5 +291,5 @@ $("signin-button").addEventListener("click", signIn);
 $("switch-network").addEventListener("click", switchNetwork);
 $("verify-button").addEventListener("click", () => delivered?.keys && verify());
 $("buy-again").href = saved ? `/#product-${saved.quote.productId}` : "/";
-liveSocket(`/api/orders/${orderId}/events`, { onEvent, onOpen: refresh });
+const live = liveSocket(`/api/orders/${orderId}/events`, { onEvent, onOpen: refresh, hello });
 refresh();

@@ -1,8 +1,9 @@
-// The storefront: "Buy" asks the shop for a signed quote, keeps the order's secret token in this
+// The storefront: "Buy" connects the wallet and asks the shop for a quote bound to it (signed), keeps the order's secret token in this
 // browser and opens the order page, where the wallet pays.
 import { ApiError, api } from "./api.js";
 import { setText } from "./i18n.js";
 import { saveOrder, savedOrders } from "./storage.js";
+import { Problem, REJECTED, connect } from "./wallet.js";
 
 async function buy(event) {
   event.preventDefault();
@@ -17,6 +18,16 @@ async function buy(event) {
   };
   if (fields.get("email")) request.email = fields.get("email");
   button.disabled = true;
+  try {
+    // The quote names the wallet that will pay it: only that wallet can use it.
+    request.buyer = await connect();
+  } catch (error) {
+    if (error instanceof Problem) setText(message, error.key, error.vars);
+    else if (error?.code === REJECTED) setText(message, "rejected");
+    else setText(message, "request_failed", { reason: error.message });
+    button.disabled = false;
+    return;
+  }
   setText(message, "quoting");
   try {
     const issued = await api("/api/quotes", { method: "POST", json: request });

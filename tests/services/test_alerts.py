@@ -1,0 +1,67 @@
+"""The dashboard's alerts (on the efficiency figures the dashboard reads): settlement lag, the
+operator's balance against the gas of the next batches, anomalies (a payment reorged after the keys
+went out)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from liandong.services.stats import AlertKind, alerts, efficiency
+from liandong.store.models import OperatorStatus, OrderStatus, Product, ShopOrder, utcnow
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+
+def _order(session: Session, product_id: int, **fields: object) -> ShopOrder:
+    order = ShopOrder(
+        chain_order_id="0x" + secrets.token_hex(32),
+        product_id=product_id,
+        quantity=1,
+        token="0x" + "00" * 20,
+        amount="1",
+        quote_signature="",
+        quote_expiry=0,
+        delivery_deadline=0,
+        access_token_hash="",
+        **fields,  # type: ignore[arg-type]
+    )
+    session.add(order)
+    return order
+
+
+def test_settlement_lag_operator_balance_and_anomalies_alert(engine: Engine) -> None:
+    now = utcnow()
+    with Session(engine) as session:
+        product = Product(sku="a", name="a")
+        session.add(product)
+        session.flush()
+        assert product.id is not None
+        assert alerts(session) == []
+        delivered = {"status": OrderStatus.DELIVERED, "block_time": now, "seen_at": now}
+        _order(session, product.id, delivered_at=now - timedelta(minutes=10), **delivered)  # lagging
+        _order(session, product.id, delivered_at=now - timedelta(seconds=5), **delivered)  # just now
+        _order(
+            session, product.id, delivered_at=now, committed_at=now, anomaly="payment reorged", **delivered
+        )
+        session.add(
+            OperatorStatus(
+                chain_id=1,
+                address="0x" + "aa" * 20,
+                balance=str(10**16),
+                max_fee_per_gas=str(10**9),
+                batch_gas=600_000,
+            )
+        )
+        session.commit()
+
+        found = {
+            alert.kind: alert for alert in alerts(session, settlement_lag_seconds=300, balance_batches=20)
+        }
+        assert found[AlertKind.SETTLEMENT_LAG].count == 1
+        assert AlertKind.OPERATOR_BALANCE in found  # 0.01 ETH < 20 batches of 600k gas at 1 gwei = 0.012 ETH
+        assert found[AlertKind.ANOMALY].count == 1
+        assert [a.kind for a in efficiency(session).alerts] == list(found)
+
+        relaxed = alerts(session, settlement_lag_seconds=3600, balance_batches=10)
+        assert [alert.kind for alert in relaxed] == [AlertKind.ANOMALY]

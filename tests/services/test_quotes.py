@@ -1,0 +1,58 @@
+"""Quotes: bound to the wallet that pays unless an open quote is asked for; a delivery deadline
+that leaves the escrow's minimum window (and by default a day) after the quote expires."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+from liandong.chain.escrow import MIN_DELIVERY_WINDOW
+from liandong.chain.quotes import NATIVE_COIN, EscrowDomain
+from liandong.services.orders import (
+    DELIVERY_WINDOW_SECONDS,
+    QUOTE_TTL_SECONDS,
+    BuyerRequiredError,
+    OrderError,
+    create_quote,
+)
+from liandong.store.models import Product, ProductPrice
+from liandong.vault.crypto import Keyring, MasterKey
+from liandong.vault.importer import import_keys
+from liandong.vault.service import Vault
+from sqlmodel import Session
+
+OPERATOR = Account.create()
+DOMAIN = EscrowDomain(31337, "0x" + "ee" * 20)
+BUYER = "0x" + "12" * 20
+ZERO = "0x" + "00" * 20
+
+
+def _product(session: Session) -> int:
+    product = Product(sku="q", name="q")
+    session.add(product)
+    session.commit()
+    assert product.id is not None
+    session.add(ProductPrice(product_id=product.id, token=NATIVE_COIN, amount="1000"))
+    session.commit()
+    import_keys(session, Vault(Keyring(MasterKey.generate(), ())), product.id, "k.txt", b"Q-1\n", "txt")
+    return product.id
+
+
+def test_a_quote_names_its_payer_unless_an_open_one_is_asked_for(session: Session) -> None:
+    product = _product(session)
+    key = OPERATOR.key.to_0x_hex()
+    quote = {"product_id": product, "quantity": 1, "token": NATIVE_COIN, "now": 1_000_000}
+    with pytest.raises(BuyerRequiredError):
+        create_quote(session, DOMAIN, key, **quote)  # type: ignore[arg-type]
+    with pytest.raises(OrderError):
+        create_quote(session, DOMAIN, key, buyer=BUYER, open_quote=True, **quote)  # type: ignore[arg-type]
+    bound = create_quote(session, DOMAIN, key, buyer=BUYER, **quote)  # type: ignore[arg-type]
+    assert bound.quote.buyer == BUYER
+    assert bound.order.buyer == BUYER
+    anyone = create_quote(session, DOMAIN, key, open_quote=True, **quote)  # type: ignore[arg-type]
+    assert anyone.quote.buyer == ZERO
+
+    window = bound.quote.delivery_deadline - bound.quote.expiry
+    assert bound.quote.expiry == 1_000_000 + QUOTE_TTL_SECONDS
+    assert window == DELIVERY_WINDOW_SECONDS == 24 * 3600 >= MIN_DELIVERY_WINDOW
+    with pytest.raises(OrderError):
+        create_quote(session, DOMAIN, key, buyer=BUYER, delivery_window=MIN_DELIVERY_WINDOW - 1, **quote)  # type: ignore[arg-type]

@@ -1,0 +1,211 @@
+"""A refund (and a reorg's rollback) racing a delivery on PostgreSQL, with two real connections
+in two threads: exactly one wins. The delivery transaction holds the order's row when the merchant's
+refund arrives; the refund waits for it and, once the delivery commits, finds the order
+delivered and refuses."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from liandong.chain.indexer import PAYMENT_REORGED, ConfirmationPolicy, Header, IndexerStore
+from liandong.chain.quotes import NATIVE_COIN
+from liandong.delivery.engine import DeliveryEngine
+from liandong.services.order_admin import OrderAdminError, begin_refund
+from liandong.store.db import make_engine, migrate
+from liandong.store.models import ChainCheckpoint, Delivery, OrderStatus, Payment, Product, ShopOrder
+from liandong.vault.crypto import Keyring, MasterKey
+from liandong.vault.importer import import_keys
+from liandong.vault.service import Vault
+from sqlalchemy import event
+from sqlmodel import Session, select
+
+
+def test_a_refund_racing_a_delivery_never_overwrites_it(postgres_url: str) -> None:
+    migrate(postgres_url)
+    engine = make_engine(postgres_url)
+    vault = Vault(Keyring(MasterKey.generate(), ()))
+    with Session(engine) as session:
+        product = Product(sku="race", name="race")
+        session.add(product)
+        session.commit()
+        assert product.id is not None
+        import_keys(session, vault, product.id, "k.txt", b"RACE-1\n", "txt")
+        order = ShopOrder(
+            chain_order_id="0x" + os.urandom(32).hex(),
+            product_id=product.id,
+            quantity=1,
+            token=NATIVE_COIN,
+            amount="1000",
+            payer="0x" + "22" * 20,
+            status=OrderStatus.CONFIRMED,
+            quote_signature="0x",
+            quote_expiry=0,
+            delivery_deadline=int(time.time()) + 86_400,
+            access_token_hash="",
+        )
+        session.add(order)
+        session.commit()
+        order_id, order_key = order.id, order.chain_order_id
+    assert order_id is not None
+
+    delivery = DeliveryEngine(engine, vault, [], lambda _: None, shared=True)
+    holding, release = threading.Event(), threading.Event()
+    delivering = threading.current_thread()
+
+    def hold_before_commit(session: Session) -> None:
+        """The delivery has written everything and holds the order's row: wait here a moment."""
+        if threading.current_thread() is not delivering and not release.is_set():
+            holding.set()
+            release.wait(10)
+
+    results: dict[str, object] = {}
+
+    def deliver() -> None:
+        results["delivered"] = delivery.deliver([order_id])
+
+    def refund() -> None:
+        with Session(engine) as session:
+            try:
+                results["refund"] = begin_refund(session, order_key, "merchant refund")
+            except OrderAdminError as error:
+                results["refund"] = error
+
+    event.listen(Session, "before_commit", hold_before_commit)
+    try:
+        deliverer = threading.Thread(target=deliver)
+        deliverer.start()
+        assert holding.wait(10), "the delivery never reached its commit"
+        refunder = threading.Thread(target=refund)
+        refunder.start()
+        time.sleep(0.5)  # the refund reads the order (confirmed) and waits for the row
+        assert refunder.is_alive(), "the refund did not wait for the delivery's row lock"
+        release.set()
+        deliverer.join(10)
+        refunder.join(10)
+    finally:
+        event.remove(Session, "before_commit", hold_before_commit)
+
+    assert isinstance(results["refund"], OrderAdminError)
+    with Session(engine) as session:
+        final = session.get(ShopOrder, order_id)
+        assert final is not None
+        assert final.status == OrderStatus.DELIVERED
+        assert final.refund_reason is None
+        assert len(session.exec(select(Delivery).where(Delivery.order_id == order_id)).all()) == 1
+    engine.dispose()
+
+
+def test_a_refund_first_leaves_nothing_to_deliver(postgres_url: str) -> None:
+    migrate(postgres_url)
+    engine = make_engine(postgres_url)
+    vault = Vault(Keyring(MasterKey.generate(), ()))
+    with Session(engine) as session:
+        product = Product(sku="first", name="first")
+        session.add(product)
+        session.commit()
+        assert product.id is not None
+        import_keys(session, vault, product.id, "k.txt", b"FIRST-1\n", "txt")
+        order = ShopOrder(
+            chain_order_id="0x" + os.urandom(32).hex(),
+            product_id=product.id,
+            quantity=1,
+            token=NATIVE_COIN,
+            amount="1000",
+            payer="0x" + "33" * 20,
+            status=OrderStatus.CONFIRMED,
+            quote_signature="0x",
+            quote_expiry=0,
+            delivery_deadline=int(time.time()) + 86_400,
+            access_token_hash="",
+        )
+        session.add(order)
+        session.commit()
+        order_id, order_key = order.id, order.chain_order_id
+        begin_refund(session, order_key, "merchant refund")
+        with pytest.raises(OrderAdminError):
+            begin_refund(session, order_key, "again")
+    outcome = DeliveryEngine(engine, vault, [], lambda _: None, shared=True).deliver([order_id or 0])
+    assert outcome.notices == []
+    with Session(engine) as session:
+        final = session.get(ShopOrder, order_id)
+        assert final is not None
+        assert final.status == OrderStatus.REFUNDING
+    engine.dispose()
+
+
+def test_a_rollback_racing_a_delivery_flags_it_instead_of_unpaying_it(postgres_url: str) -> None:
+    """A reorg's rollback reads the order confirmed while a delivery holds its row: once the
+    delivery commits, the rollback must not make the delivered order unpaid; it flags it."""
+    migrate(postgres_url)
+    engine = make_engine(postgres_url)
+    vault = Vault(Keyring(MasterKey.generate(), ()))
+    with Session(engine) as session:
+        product = Product(sku="reorg", name="reorg")
+        session.add(product)
+        session.commit()
+        assert product.id is not None
+        import_keys(session, vault, product.id, "k.txt", b"REORG-1\n", "txt")
+        order = ShopOrder(
+            chain_order_id="0x" + os.urandom(32).hex(),
+            product_id=product.id,
+            quantity=1,
+            token=NATIVE_COIN,
+            amount="1000",
+            payer="0x" + "44" * 20,
+            status=OrderStatus.CONFIRMED,
+            quote_signature="0x",
+            quote_expiry=0,
+            delivery_deadline=int(time.time()) + 86_400,
+            access_token_hash="",
+        )
+        session.add(order)
+        session.add(ChainCheckpoint(chain_id=1, block_number=10, block_hash="0x10"))
+        session.add(
+            Payment(
+                chain_id=1,
+                chain_order_id=order.chain_order_id,
+                payer=order.payer or "",
+                token=NATIVE_COIN,
+                amount="1000",
+                tx_hash="0x" + "ab" * 32,
+                block_number=10,
+                block_hash="0x10",
+                log_index=0,
+            )
+        )
+        session.commit()
+        order_id = order.id
+    assert order_id is not None
+
+    delivery = DeliveryEngine(engine, vault, [], lambda _: None, shared=True)
+    store = IndexerStore(engine, 1, ConfirmationPolicy(), 64)
+    holding, release = threading.Event(), threading.Event()
+    main = threading.current_thread()
+
+    def hold_before_commit(session: Session) -> None:
+        if threading.current_thread() is not main and not release.is_set():
+            holding.set()
+            release.wait(10)
+
+    event.listen(Session, "before_commit", hold_before_commit)
+    try:
+        deliverer = threading.Thread(target=lambda: delivery.deliver([order_id]))
+        deliverer.start()
+        assert holding.wait(10)
+        release_later = threading.Timer(0.5, release.set)
+        release_later.start()
+        store.rollback_to(Header(9, "0x09", "0x08", 0))  # waits for the delivery's row, then decides
+        deliverer.join(10)
+    finally:
+        event.remove(Session, "before_commit", hold_before_commit)
+
+    with Session(engine) as session:
+        final = session.get(ShopOrder, order_id)
+        assert final is not None
+        assert final.status == OrderStatus.DELIVERED
+        assert final.payer is not None
+        assert final.anomaly == PAYMENT_REORGED
+    engine.dispose()
