@@ -8,7 +8,9 @@ throw-away anvil chain, broadcasts tests/forge/GasScenario.s.sol (one transactio
 from anvil's development accounts), and reads `gasUsed` from the receipts.
 
 The scenario labels the transactions it measures; see GasScenario.s.sol for the steady state it
-puts the chain in first (token already escrowed, balances already non-zero, and so on).
+puts the chain in first (token already escrowed, balances already non-zero, and so on). It also
+refunds a batch of 50 native orders twice, the second time with one buyer a contract whose
+`receive()` reverts with 300 KB: the difference is what one hostile buyer can cost the shop.
 
 Targets are figures to watch, not assertions: a MISS is printed and the exit status stays 0.
 The exit status is non-zero only when something fails to run (anvil, forge, a transaction).

@@ -114,8 +114,8 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
     uint256 public constant REFUND_GAS_STIPEND = 30_000;
 
     /// @notice The gas an ERC-20 refund transfer is sent with. 150,000 covers USDT-style and
-    /// upgradeable tokens (proxy, blocklist, a balance slot created for a new holder: under 60,000)
-    /// and leaves room for a transfer hook.
+    /// upgradeable tokens (a proxy, a blocklist, a balance slot created for a new holder: well under
+    /// 100,000) and leaves room for a transfer hook.
     uint256 public constant REFUND_TOKEN_GAS = 150_000;
 
     /// @notice {SettlementSkipped} reason: no order was paid under this id.
@@ -501,7 +501,17 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
 
     /// @notice The EIP-712 digest the operator signs for `quote`.
     function quoteDigest(Quote calldata quote) public view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(QUOTE_TYPEHASH, quote)));
+        // keccak256(abi.encode(QUOTE_TYPEHASH, quote)), the static struct copied as it is encoded in
+        // calldata: a field with dirty upper bits makes another digest, which no signature matches.
+        bytes32 typeHash = QUOTE_TYPEHASH;
+        bytes32 structHash;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typeHash)
+            calldatacopy(add(ptr, 0x20), quote, 0x100)
+            structHash := keccak256(ptr, 0x120)
+        }
+        return _hashTypedDataV4(structHash);
     }
 
     /// @notice The hash of an order's settlement terms as kept in storage (two lowest bits cleared):
@@ -523,10 +533,11 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
     function _pay(Quote calldata quote, bytes calldata signature, uint256 nativeValue) private {
         (address currentOperator, bool isPaused, uint16 currentFeeBps) = (operator, paused, feeBps);
         if (isPaused) revert PaymentsArePaused();
-        if (block.timestamp > quote.expiry) revert QuoteExpired(quote.expiry);
+        (uint64 expiry, uint64 deliveryDeadline) = (quote.expiry, quote.deliveryDeadline);
+        if (block.timestamp > expiry) revert QuoteExpired(expiry);
         if (quote.amount == 0) revert ZeroAmount();
-        if (uint256(quote.deliveryDeadline) < uint256(quote.expiry) + MIN_DELIVERY_WINDOW) {
-            revert DeliveryWindowTooShort(quote.expiry, quote.deliveryDeadline);
+        if (uint256(deliveryDeadline) < uint256(expiry) + MIN_DELIVERY_WINDOW) {
+            revert DeliveryWindowTooShort(expiry, deliveryDeadline);
         }
         if (quote.buyer != address(0) && quote.buyer != msg.sender) revert WrongBuyer(quote.buyer, msg.sender);
         // The third value only details a malformed signature, which is refused as invalid all the same.
@@ -536,24 +547,29 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
         if (err != ECDSA.RecoverError.NoError || signer != currentOperator) revert InvalidQuoteSignature();
         if (_orders[quote.orderId] != 0) revert OrderAlreadyExists(quote.orderId);
 
-        _orders[quote.orderId] = _termsHash(msg.sender, quote.token, quote.amount, quote.deliveryDeadline, currentFeeBps)
-            | uint256(Status.Paid);
-        emit OrderPaid(
-            quote.orderId,
-            msg.sender,
-            quote.productId,
-            quote.quantity,
-            quote.token,
-            quote.amount,
-            quote.deliveryDeadline,
-            currentFeeBps
-        );
+        _orders[quote.orderId] =
+            _termsHash(msg.sender, quote.token, quote.amount, deliveryDeadline, currentFeeBps) | uint256(Status.Paid);
+        _emitOrderPaid(quote, deliveryDeadline, currentFeeBps);
 
         if (quote.token == NATIVE) {
             if (nativeValue != quote.amount) revert WrongAmount(quote.amount, nativeValue);
         } else {
             if (nativeValue != 0) revert WrongAmount(0, nativeValue);
             _pullExactly(IERC20(quote.token), quote.amount);
+        }
+    }
+
+    /// @dev Emits {OrderPaid} as `emit` would, with the quote's productId, quantity, token and amount
+    /// copied from calldata in one go (they are consecutive there; `token` was checked clean by `pay`).
+    function _emitOrderPaid(Quote calldata quote, uint64 deliveryDeadline, uint16 orderFeeBps) private {
+        bytes32 topic = OrderPaid.selector;
+        bytes32 orderId = quote.orderId;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, add(quote, 0x20), 0x80)
+            mstore(add(ptr, 0x80), and(deliveryDeadline, 0xffffffffffffffff))
+            mstore(add(ptr, 0xa0), and(orderFeeBps, 0xffff))
+            log3(ptr, 0xc0, topic, orderId, caller())
         }
     }
 
@@ -571,15 +587,13 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
     function _paidRecord(Order calldata order) private view returns (uint256 record, uint8 reason) {
         record = _orders[order.orderId];
         if (record == 0) return (record, SKIP_UNKNOWN_ORDER);
-        uint256 expected = _termsHash(order.buyer, order.token, order.amount, order.deliveryDeadline, order.feeBps);
-        if (record & ~_STATUS_MASK != expected) return (record, SKIP_TERMS_MISMATCH);
+        if (record & ~_STATUS_MASK != _calldataTermsHash(order)) return (record, SKIP_TERMS_MISMATCH);
         if (record & _STATUS_MASK != uint256(Status.Paid)) return (record, SKIP_NOT_PAID);
     }
 
     /// @dev Like {_paidRecord}, and the delivery window must still be open.
     function _deliverableRecord(Order calldata order) private view returns (uint256 record, uint8 reason) {
         (record, reason) = _paidRecord(order);
-        // slither-disable-next-line timestamp
         if (reason == 0 && block.timestamp > order.deliveryDeadline) reason = SKIP_WINDOW_CLOSED;
     }
 
@@ -594,7 +608,13 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
     /// @dev Moves a Paid order (its `paidRecord`) to Delivered; returns the fee fixed at payment.
     function _deliver(Order calldata order, uint256 paidRecord, bytes32 commitment) private returns (uint256 fee) {
         _orders[order.orderId] = paidRecord ^ uint256(Status.Paid) ^ uint256(Status.Delivered);
-        fee = order.amount * order.feeBps / _BPS;
+        (uint256 amount, uint256 orderFeeBps) = (order.amount, order.feeBps);
+        // Exactly floor(amount * feeBps / 10,000) (amount = q * 10,000 + r), computed so that it
+        // cannot overflow whatever the amount: a batch must never revert for one order.
+        unchecked {
+            // slither-disable-next-line divide-before-multiply
+            fee = amount / _BPS * orderFeeBps + amount % _BPS * orderFeeBps / _BPS;
+        }
         emit OrderDelivered(order.orderId, commitment, fee);
     }
 
@@ -620,7 +640,6 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
     function _send(address token, address to, uint256 amount) private {
         if (token == NATIVE) {
             bool ok;
-            // slither-disable-next-line low-level-calls
             assembly ("memory-safe") {
                 ok := call(gas(), to, amount, 0, 0, 0, 0)
             }
@@ -664,12 +683,33 @@ contract LiandongEscrow is Ownable2Step, EIP712, ReentrancyGuardTransient {
         if (!ok && gasleft() < gasBound / 63) revert InsufficientRefundGas();
     }
 
+    /// @dev {_termsHash} of an order's terms straight from calldata, where the five terms follow the
+    /// order id as their ABI encoding. Terms with dirty upper bits hash to something else than the
+    /// stored record and are refused as a mismatch.
+    function _calldataTermsHash(Order calldata order) private pure returns (uint256 termsHash) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, add(order, 0x20), 0xa0)
+            termsHash := and(keccak256(ptr, 0xa0), not(_STATUS_MASK))
+        }
+    }
+
     function _termsHash(address buyer, address token, uint256 amount, uint64 deliveryDeadline, uint16 orderFeeBps)
         private
         pure
-        returns (uint256)
+        returns (uint256 termsHash)
     {
-        return uint256(keccak256(abi.encode(buyer, token, amount, deliveryDeadline, orderFeeBps))) & ~_STATUS_MASK;
+        // keccak256(abi.encode(buyer, token, amount, deliveryDeadline, orderFeeBps)), written in
+        // scratch memory past the free memory pointer (not allocated: nothing else uses it meanwhile).
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, and(buyer, 0xffffffffffffffffffffffffffffffffffffffff))
+            mstore(add(ptr, 0x20), and(token, 0xffffffffffffffffffffffffffffffffffffffff))
+            mstore(add(ptr, 0x40), amount)
+            mstore(add(ptr, 0x60), and(deliveryDeadline, 0xffffffffffffffff))
+            mstore(add(ptr, 0x80), and(orderFeeBps, 0xffff))
+            termsHash := and(keccak256(ptr, 0xa0), not(_STATUS_MASK))
+        }
     }
 
     function _setOperator(address newOperator) private {

@@ -8,12 +8,29 @@ from typing import Any
 
 import pytest
 from ape import chain
+from eth_utils.address import to_checksum_address
 from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote, sign_quote
 
 ZERO_ADDRESS = NATIVE_COIN
 PRICE = 10**16  # 0.01 of the native coin
 TOKEN_PRICE = 25 * 10**6  # 25 units of a 6-decimals stablecoin
-DELIVERY_WINDOW = 3600
+QUOTE_LIFETIME = 600
+# From the quote's creation to its delivery deadline: the escrow wants at least
+# MIN_DELIVERY_WINDOW (1 hour) between the quote's expiry and the deadline.
+DELIVERY_WINDOW = QUOTE_LIFETIME + 2 * 3600
+
+
+def order_terms(quote: Quote, payer: Any, fee_bps: int = 0) -> tuple[bytes, str, str, int, int, int]:
+    """The escrow's `Order` struct for `quote` once `payer` paid it while the fee was `fee_bps`
+    (built here from the quote's fields, so these tests do not depend on the backend's encoder)."""
+    return (
+        quote.order_id,
+        to_checksum_address(str(getattr(payer, "address", payer))),
+        to_checksum_address(quote.token),
+        quote.amount,
+        quote.delivery_deadline,
+        fee_bps,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +114,7 @@ def make_quote() -> Callable[..., Quote]:
             "token": ZERO_ADDRESS,
             "amount": PRICE,
             "buyer": ZERO_ADDRESS,
-            "expiry": now + 600,
+            "expiry": now + QUOTE_LIFETIME,
             "delivery_deadline": now + DELIVERY_WINDOW,
         }
         values.update(terms)

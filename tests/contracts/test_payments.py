@@ -11,7 +11,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from liandong.chain.quotes import EIP712_DOMAIN_FIELDS, EscrowDomain, Quote
 
-from .conftest import TOKEN_PRICE
+from .conftest import TOKEN_PRICE, order_terms
 
 PAID = 1
 
@@ -59,13 +59,48 @@ def test_pay_native_records_the_order_and_emits_every_term(
     assert escrow.balance == quote.amount
     status, terms_hash = escrow.orderStatus(quote.order_id)
     assert status == PAID
-    assert terms_hash == escrow.orderTermsHash(quote.order_terms(str(buyer.address)))
+    assert terms_hash == escrow.orderTermsHash(order_terms(quote, buyer))
     [event] = receipt.decode_logs(escrow.OrderPaid)
     assert event.orderId == quote.order_id
     assert event.buyer == buyer.address
     assert (event.productId, event.quantity, event.amount) == (42, 3, quote.amount)
     assert event.token == quote.token
     assert event.deliveryDeadline == quote.delivery_deadline
+    assert event.feeBps == 0
+
+
+def test_the_fee_at_payment_is_part_of_the_terms(
+    escrow: Any,
+    owner: Any,
+    buyer: Any,
+    fee_recipient: Any,
+    make_quote: Callable[..., Quote],
+    sign: Callable[..., bytes],
+) -> None:
+    escrow.setFee(fee_recipient, 300, sender=owner)
+    quote = make_quote()
+    receipt = escrow.pay(quote.as_abi_tuple(), sign(quote), sender=buyer, value=quote.amount)
+    [event] = receipt.decode_logs(escrow.OrderPaid)
+    assert event.feeBps == 300
+    escrow.setFee(fee_recipient, 0, sender=owner)
+    assert escrow.orderStatus(quote.order_id)[1] == escrow.orderTermsHash(order_terms(quote, buyer, 300))
+
+
+def test_zero_amount_and_a_short_delivery_window_are_refused(
+    escrow: Any, buyer: Any, make_quote: Callable[..., Quote], sign: Callable[..., bytes]
+) -> None:
+    quote = make_quote()
+    free = (*quote.as_abi_tuple()[:4], 0, *quote.as_abi_tuple()[5:])
+    with ape.reverts(escrow.ZeroAmount):
+        escrow.pay(free, sign(quote), sender=buyer)
+    rushed = make_quote(expiry=quote.expiry, delivery_deadline=quote.expiry + 3600 - 1)
+    with ape.reverts(
+        escrow.DeliveryWindowTooShort, expiry=rushed.expiry, deliveryDeadline=rushed.delivery_deadline
+    ):
+        escrow.pay(rushed.as_abi_tuple(), sign(rushed), sender=buyer, value=rushed.amount)
+    enough = make_quote(expiry=quote.expiry, delivery_deadline=quote.expiry + 3600)
+    escrow.pay(enough.as_abi_tuple(), sign(enough), sender=buyer, value=enough.amount)
+    assert escrow.orderStatus(enough.order_id)[0] == PAID
 
 
 def test_pay_with_a_standard_token(escrow: Any, buyer: Any, stable: Any, paid: Any) -> None:

@@ -1,4 +1,5 @@
-"""Settling paid orders: deliveries credit the merchant, refunds return funds to the buyer only."""
+"""Settling paid orders: deliveries credit the merchant within the delivery window, refunds return
+funds to the buyer only, after the window for the buyer; batches skip what they cannot settle."""
 
 from __future__ import annotations
 
@@ -11,14 +12,20 @@ import pytest
 from ape import chain
 from liandong.chain.quotes import Quote
 
-from .conftest import TOKEN_PRICE
+from .conftest import TOKEN_PRICE, order_terms
 
 PAID, DELIVERED, REFUNDED = 1, 2, 3
+ZERO = "0x0000000000000000000000000000000000000000"
 COMMITMENT = b"\x11" * 32
+SKIP_UNKNOWN_ORDER, SKIP_TERMS_MISMATCH, SKIP_NOT_PAID, SKIP_WINDOW_CLOSED = 1, 2, 3, 4
 
 
-def _terms(quote: Quote, payer: Any) -> tuple[bytes, str, str, int, int]:
-    return quote.order_terms(str(payer.address))
+def _terms(quote: Quote, payer: Any, fee_bps: int = 0) -> tuple[bytes, str, str, int, int, int]:
+    return order_terms(quote, payer, fee_bps)
+
+
+def _skips(receipt: Any, escrow: Any) -> list[tuple[bytes, int]]:
+    return [(event.orderId, event.reason) for event in receipt.decode_logs(escrow.SettlementSkipped)]
 
 
 def test_delivery_credits_the_merchant_and_publishes_the_commitment(
@@ -37,14 +44,33 @@ def test_platform_fee_is_accounted_apart_from_the_merchant(
 ) -> None:
     escrow.setFee(fee_recipient, 250, sender=owner)
     quote = paid(token=stable)
-    escrow.recordDelivery(_terms(quote, buyer), COMMITMENT, sender=operator)
+    escrow.setFee(fee_recipient, 1_000, sender=owner)  # a later change does not touch a paid order
+    escrow.recordDelivery(_terms(quote, buyer, 250), COMMITMENT, sender=operator)
     fee = TOKEN_PRICE * 250 // 10_000
-    assert escrow.feeBalance(stable) == fee
+    assert escrow.feeBalance(stable, fee_recipient) == fee
     assert escrow.merchantBalance(stable) == TOKEN_PRICE - fee
 
-    escrow.withdrawFees(stable, sender=fee_recipient)
+    escrow.withdrawFees(stable, fee_recipient, sender=fee_recipient)
     assert stable.balanceOf(fee_recipient) == fee
-    assert escrow.feeBalance(stable) == 0
+    assert escrow.feeBalance(stable, fee_recipient) == 0
+
+
+def test_fees_stay_with_the_recipient_they_accrued_to(
+    escrow: Any, owner: Any, operator: Any, buyer: Any, fee_recipient: Any, stranger: Any, paid: Any
+) -> None:
+    escrow.setFee(fee_recipient, 100, sender=owner)
+    first, second = paid(), paid()
+    escrow.recordDelivery(_terms(first, buyer, 100), COMMITMENT, sender=operator)
+    escrow.setFee(stranger, 100, sender=owner)
+    escrow.recordDelivery(_terms(second, buyer, 100), COMMITMENT, sender=operator)
+    fee = first.amount // 100
+    assert escrow.feeBalance(first.token, fee_recipient) == fee
+    assert escrow.feeBalance(first.token, stranger) == fee
+    with ape.reverts(escrow.NotFeeRecipient):
+        escrow.withdrawFees(first.token, fee_recipient, sender=stranger)
+    before = fee_recipient.balance
+    escrow.withdrawFees(first.token, fee_recipient, sender=owner)  # paid to the recipient, not the owner
+    assert fee_recipient.balance == before + fee
 
 
 def test_batch_delivery_credits_each_token(
@@ -67,12 +93,65 @@ def test_batch_delivery_credits_each_token(
     assert escrow.merchantBalance(usdt) == TOKEN_PRICE
 
 
-def test_one_bad_order_reverts_the_whole_batch(escrow: Any, operator: Any, buyer: Any, paid: Any) -> None:
+def test_one_bad_order_is_skipped_and_the_rest_of_the_batch_settles(
+    escrow: Any, operator: Any, buyer: Any, paid: Any
+) -> None:
     good, other = paid(), paid()
-    forged = (*_terms(other, buyer)[:3], other.amount * 2, other.delivery_deadline)
+    forged = (*_terms(other, buyer)[:3], other.amount * 2, other.delivery_deadline, 0)
+    receipt = escrow.recordDeliveries(
+        [(forged, COMMITMENT), (_terms(good, buyer), COMMITMENT)], sender=operator
+    )
+    assert _skips(receipt, escrow) == [(other.order_id, SKIP_TERMS_MISMATCH)]
+    assert escrow.orderStatus(good.order_id)[0] == DELIVERED
+    assert escrow.orderStatus(other.order_id)[0] == PAID
+    # The single call still reverts with the reason.
     with ape.reverts(escrow.OrderTermsMismatch, orderId=other.order_id):
-        escrow.recordDeliveries([(_terms(good, buyer), COMMITMENT), (forged, COMMITMENT)], sender=operator)
-    assert escrow.orderStatus(good.order_id)[0] == PAID
+        escrow.recordDelivery(forged, COMMITMENT, sender=operator)
+
+
+def test_a_refund_batch_skips_an_order_refunded_meanwhile(
+    escrow: Any, operator: Any, buyer: Any, other_buyer: Any, paid: Any
+) -> None:
+    mine, theirs = paid(), paid(payer=other_buyer)
+    chain.pending_timestamp = mine.delivery_deadline + 1
+    escrow.refund(_terms(mine, buyer), sender=buyer)  # lands before the shop's batch
+    before = other_buyer.balance
+    receipt = escrow.refundBatch([_terms(mine, buyer), _terms(theirs, other_buyer)], sender=operator)
+    assert _skips(receipt, escrow) == [(mine.order_id, SKIP_NOT_PAID)]
+    assert [event.orderId for event in receipt.decode_logs(escrow.OrderRefunded)] == [theirs.order_id]
+    assert other_buyer.balance == before + theirs.amount
+
+
+def test_the_double_dip_is_impossible(escrow: Any, operator: Any, buyer: Any, paid: Any) -> None:
+    """A buyer who got the key cannot also take the money back, and a buyer who waited out the
+    deadline gets the money back with no late delivery recorded against it."""
+    late, delivered = paid(), paid()
+    escrow.recordDelivery(_terms(delivered, buyer), COMMITMENT, sender=operator)
+    chain.pending_timestamp = late.delivery_deadline + 1
+
+    # Too late to deliver: refused alone, skipped in a batch.
+    with ape.reverts(
+        escrow.DeliveryWindowClosed, orderId=late.order_id, deliveryDeadline=late.delivery_deadline
+    ):
+        escrow.recordDelivery(_terms(late, buyer), COMMITMENT, sender=operator)
+    receipt = escrow.recordDeliveries([(_terms(late, buyer), COMMITMENT)], sender=operator)
+    assert _skips(receipt, escrow) == [(late.order_id, SKIP_WINDOW_CLOSED)]
+    assert escrow.orderStatus(late.order_id)[0] == PAID
+
+    # So the buyer takes it back, and it stays refunded.
+    before = buyer.balance
+    receipt = escrow.refund(_terms(late, buyer), sender=buyer)
+    assert buyer.balance == before + late.amount - receipt.total_fees_paid
+    with ape.reverts(escrow.WrongStatus, status=REFUNDED):
+        escrow.recordDelivery(_terms(late, buyer), COMMITMENT, sender=operator)
+
+    # The delivered order can never be refunded, by the buyer or the operator.
+    with ape.reverts(escrow.WrongStatus, orderId=delivered.order_id, status=DELIVERED):
+        escrow.refund(_terms(delivered, buyer), sender=buyer)
+    receipt = escrow.refundBatch([_terms(delivered, buyer)], sender=operator)
+    assert _skips(receipt, escrow) == [(delivered.order_id, SKIP_NOT_PAID)]
+    assert escrow.orderStatus(delivered.order_id)[0] == DELIVERED
+    assert escrow.merchantBalance(delivered.token) == delivered.amount
 
 
 def test_only_the_operator_records_deliveries(escrow: Any, owner: Any, buyer: Any, paid: Any) -> None:
@@ -180,20 +259,46 @@ def test_refund_refused_by_the_buyer_is_credited_and_claimable(
     escrow.pay(paid_by_buyer.as_abi_tuple(), sign(paid_by_buyer), sender=buyer, value=paid_by_buyer.amount)
 
     # The refusing wallet cannot block the batch: its refund is credited, the buyer's goes out.
-    receipt = escrow.refundBatch(
-        [quote.order_terms(str(wallet.address)), _terms(paid_by_buyer, buyer)], sender=operator
-    )
+    receipt = escrow.refundBatch([_terms(quote, wallet), _terms(paid_by_buyer, buyer)], sender=operator)
     credited = [event.credited for event in receipt.decode_logs(escrow.OrderRefunded)]
     assert credited == [True, False]
     assert escrow.refundCredit(quote.token, wallet) == quote.amount
 
     wallet.setAccepts(True, sender=buyer)
-    claim = escrow.claimRefund.as_transaction(quote.token, sender=buyer)
+    claim = escrow.claimRefund.as_transaction(quote.token, wallet, sender=buyer)
     wallet.execute(escrow, claim.data, sender=buyer)
     assert wallet.balance == quote.amount
     assert escrow.refundCredit(quote.token, wallet) == 0
     with ape.reverts(escrow.NothingToWithdraw):
-        escrow.claimRefund(quote.token, sender=buyer)
+        escrow.claimRefund(quote.token, buyer, sender=buyer)
+
+
+def test_a_credit_is_claimed_to_another_address(
+    project: Any,
+    escrow: Any,
+    owner: Any,
+    operator: Any,
+    buyer: Any,
+    stranger: Any,
+    make_quote: Callable[..., Quote],
+    sign: Callable[..., bytes],
+) -> None:
+    wallet = owner.deploy(project.RefusingReceiver)  # it never accepts the native coin
+    quote = make_quote()
+    pay_call = escrow.pay.as_transaction(quote.as_abi_tuple(), sign(quote), value=quote.amount, sender=buyer)
+    wallet.execute(escrow, pay_call.data, value=quote.amount, sender=buyer)
+    escrow.refund(_terms(quote, wallet), sender=operator)
+
+    with ape.reverts(escrow.ZeroAddress):
+        wallet.execute(
+            escrow, escrow.claimRefund.as_transaction(quote.token, ZERO, sender=buyer).data, sender=buyer
+        )
+    before = stranger.balance
+    claim = escrow.claimRefund.as_transaction(quote.token, stranger, sender=buyer)
+    receipt = wallet.execute(escrow, claim.data, sender=buyer)
+    assert stranger.balance == before + quote.amount
+    [event] = receipt.decode_logs(escrow.RefundClaimed)
+    assert (event.buyer, event.to, event.amount) == (wallet.address, stranger.address, quote.amount)
 
 
 def test_blocked_token_holder_refund_is_credited(
@@ -204,7 +309,7 @@ def test_blocked_token_holder_refund_is_credited(
     escrow.refund(_terms(quote, buyer), sender=operator)
     assert escrow.refundCredit(usdt, buyer) == TOKEN_PRICE
     usdt.setBlocked(buyer, False, sender=operator)
-    escrow.claimRefund(usdt, sender=buyer)
+    escrow.claimRefund(usdt, buyer, sender=buyer)
     assert escrow.refundCredit(usdt, buyer) == 0
 
 
@@ -229,7 +334,7 @@ def test_merchant_withdraws_to_the_payout_address(
 
 
 def test_withdraw_by_a_stranger_or_the_operator_is_refused(
-    escrow: Any, operator: Any, buyer: Any, stranger: Any, paid: Any
+    escrow: Any, operator: Any, buyer: Any, stranger: Any, fee_recipient: Any, paid: Any
 ) -> None:
     quote = paid()
     escrow.recordDelivery(_terms(quote, buyer), COMMITMENT, sender=operator)
@@ -237,15 +342,15 @@ def test_withdraw_by_a_stranger_or_the_operator_is_refused(
         with ape.reverts(escrow.NotMerchant):
             escrow.withdraw(quote.token, sender=caller)
         with ape.reverts(escrow.NotFeeRecipient):
-            escrow.withdrawFees(quote.token, sender=caller)
+            escrow.withdrawFees(quote.token, fee_recipient, sender=caller)
 
 
-def test_nothing_to_withdraw(escrow: Any, owner: Any, paid: Any) -> None:
+def test_nothing_to_withdraw(escrow: Any, owner: Any, fee_recipient: Any, paid: Any) -> None:
     quote = paid()  # escrowed, not delivered: not the merchant's yet
     with ape.reverts(escrow.NothingToWithdraw):
         escrow.withdraw(quote.token, sender=owner)
     with ape.reverts(escrow.NothingToWithdraw):
-        escrow.withdrawFees(quote.token, sender=owner)
+        escrow.withdrawFees(quote.token, fee_recipient, sender=owner)
 
 
 def test_refunds_deliveries_and_withdrawals_work_while_paused(

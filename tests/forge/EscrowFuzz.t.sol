@@ -3,6 +3,7 @@ pragma solidity 0.8.30;
 
 import {LiandongEscrow} from "../../contracts/LiandongEscrow.sol";
 import {FeeOnTransferToken, MintableToken, NoReturnToken} from "../../contracts/TestTokens.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {TestBase} from "./TestBase.sol";
 
 /// @notice Property tests of single escrow operations over random amounts, deadlines, fees,
@@ -593,5 +594,59 @@ contract EscrowFuzzTest is TestBase {
         (, bytes32 termsHash) = escrow.orderStatus(orderId);
         bytes32 expected = keccak256(abi.encode(buyer, address(0), 1 ether, quote.deliveryDeadline, feeBps)) & ~bytes32(uint256(3));
         vm.assertEq(termsHash, expected, "stored terms hash");
+    }
+
+    /// @dev The fee is exact and never overflows, even for amounts where `amount * feeBps` would:
+    /// such an order is still delivered (a batch never reverts for one order).
+    function testFuzz_FeeIsExactForAnyAmount(uint256 amount, uint16 feeBps) public {
+        amount = _bound(amount, 1, type(uint256).max / 2);
+        feeBps = uint16(_bound(feeBps, 0, escrow.MAX_FEE_BPS()));
+        vm.prank(owner);
+        escrow.setFee(feeRecipient, feeBps);
+        LiandongEscrow.Order memory order = _payOrder(ORDER_ID, amount, false);
+        LiandongEscrow.Delivery[] memory deliveries = new LiandongEscrow.Delivery[](1);
+        deliveries[0] = LiandongEscrow.Delivery({order: order, commitment: KEY_COMMITMENT});
+        vm.prank(operator);
+        escrow.recordDeliveries(deliveries);
+        uint256 fee = Math.mulDiv(amount, feeBps, 10_000);
+        vm.assertEq(escrow.feeBalance(address(token), feeRecipient), fee, "fee");
+        vm.assertEq(escrow.merchantBalance(address(token)), amount - fee, "merchant");
+    }
+
+    /// @dev Terms whose ABI words carry dirty upper bits (here the buyer's) are not the paid terms:
+    /// a batch skips them as a mismatch, a single call reverts with it.
+    function testFuzz_DirtyTermsAreAMismatch(uint96 dirt, bool batch) public {
+        vm.assume(dirt != 0);
+        LiandongEscrow.Order memory order = _payOrder(ORDER_ID, 1 ether, true);
+        bytes memory data;
+        if (batch) {
+            LiandongEscrow.Delivery[] memory deliveries = new LiandongEscrow.Delivery[](1);
+            deliveries[0] = LiandongEscrow.Delivery({order: order, commitment: KEY_COMMITMENT});
+            data = abi.encodeCall(escrow.recordDeliveries, (deliveries));
+            // selector, array offset, length, then the order: its id, then the buyer word.
+            _dirtyWord(data, 4 + 3 * 32, dirt);
+        } else {
+            data = abi.encodeCall(escrow.recordDelivery, (order, KEY_COMMITMENT));
+            _dirtyWord(data, 4 + 32, dirt);
+        }
+        if (batch) {
+            vm.expectEmit(address(escrow));
+            emit LiandongEscrow.SettlementSkipped(ORDER_ID, 2);
+        } else {
+            vm.expectRevert(abi.encodeWithSelector(LiandongEscrow.OrderTermsMismatch.selector, ORDER_ID));
+        }
+        vm.prank(operator);
+        (bool ok,) = address(escrow).call(data);
+        // (With expectRevert pending, forge reports the reverted low-level call as a success.)
+        vm.assertTrue(ok, "the batch goes through; the single call reverted as expected");
+        _assertStatus(ORDER_ID, LiandongEscrow.Status.Paid);
+    }
+
+    /// @dev Sets the upper 96 bits of the 32-byte word at `offset` of `data` to `dirt`.
+    function _dirtyWord(bytes memory data, uint256 offset, uint96 dirt) private pure {
+        assembly ("memory-safe") {
+            let word := add(add(data, 32), offset)
+            mstore(word, or(mload(word), shl(160, dirt)))
+        }
     }
 }

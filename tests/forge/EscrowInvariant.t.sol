@@ -5,7 +5,13 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {LiandongEscrow} from "../../contracts/LiandongEscrow.sol";
 import {MintableToken, NoReturnToken, RefusingReceiver} from "../../contracts/TestTokens.sol";
 import {
-    ForceSender, GasBurner, HookToken, ReentrantBuyer, ReturnBomb, SafeLikeProxy, SafeLikeSingleton
+    ForceSender,
+    GasBurner,
+    HookToken,
+    ReentrantBuyer,
+    ReturnBomb,
+    SafeLikeProxy,
+    SafeLikeSingleton
 } from "./Actors.sol";
 import {EscrowHelpers, InvariantBase, TestBase, VmLog} from "./TestBase.sol";
 
@@ -36,6 +42,10 @@ contract EscrowHandler is EscrowHelpers {
     bytes32 private constant PERMIT_TYPEHASH =
         keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)");
     bytes32 private constant SKIPPED_TOPIC = keccak256("SettlementSkipped(bytes32,uint8)");
+    /// @dev The gas a refund is given per order, as a shop's sender would budget it: the token bound
+    /// (the costlier one) and 60,000 for the rest. Refunds run with this limit, so an unbounded send
+    /// to a gas-burning buyer (it would take 63/64 of all the gas) fails the campaign.
+    uint256 private constant REFUND_GAS_PER_ORDER = 150_000 + 60_000;
 
     uint8 private constant PAID = 1;
     uint8 private constant DELIVERED = 2;
@@ -220,7 +230,7 @@ contract EscrowHandler is EscrowHelpers {
             );
             vm.warp(uint256(order.deliveryDeadline) + 1 + _bound(extraTime, 0, 1 days));
         }
-        (bool ok, bytes memory result) = _callAs(order.buyer, address(escrow), 0, call);
+        (bool ok, bytes memory result) = _callAs(order.buyer, address(escrow), 0, call, _refundGas(1));
         _bubble(ok, result);
         _settle(index, REFUNDED);
     }
@@ -301,8 +311,10 @@ contract EscrowHandler is EscrowHelpers {
     function refund(uint256 orderSeed) external {
         if (_open.length == 0 || _noOperator()) return;
         uint256 index = _open[orderSeed % _open.length];
+        LiandongEscrow.Order memory order = _orders[index].order;
+        uint256 gasLimit = _refundGas(1);
         vm.prank(ghostOperator);
-        escrow.refund(_orders[index].order);
+        escrow.refund{gas: gasLimit}(order);
         _settle(index, REFUNDED);
     }
 
@@ -318,9 +330,10 @@ contract EscrowHandler is EscrowHelpers {
             else expectedSkips = abi.encodePacked(expectedSkips, order.orderId, reason);
             orders[i] = order;
         }
+        uint256 gasLimit = _refundGas(orders.length);
         vm.recordLogs();
         vm.prank(ghostOperator);
-        escrow.refundBatch(orders);
+        escrow.refundBatch{gas: gasLimit}(orders);
         _checkSkips(expectedSkips);
     }
 
@@ -352,7 +365,8 @@ contract EscrowHandler is EscrowHelpers {
     /// @notice Withdraws the fees accrued to one of the recipients, current or former.
     function withdrawFees(uint256 tokenSeed, uint256 recipientSeed, bool byOwner) external {
         for (uint256 i; i < _feeRecipients.length * _tokens.length; ++i) {
-            address recipient = _feeRecipients[(recipientSeed % _feeRecipients.length + i / _tokens.length) % _feeRecipients.length];
+            address recipient =
+                _feeRecipients[(recipientSeed % _feeRecipients.length + i / _tokens.length) % _feeRecipients.length];
             address tokenAddress = _tokens[(tokenSeed % _tokens.length + i) % _tokens.length];
             if (escrow.feeBalance(tokenAddress, recipient) == 0) continue;
             vm.prank(byOwner ? _owner : recipient);
@@ -542,16 +556,30 @@ contract EscrowHandler is EscrowHelpers {
         private
         returns (bool ok, bytes memory result)
     {
+        return _callAs(account, target, value, data, gasleft());
+    }
+
+    /// @dev {_callAs} with at most `gasLimit` for the call.
+    function _callAs(address account, address target, uint256 value, bytes memory data, uint256 gasLimit)
+        private
+        returns (bool ok, bytes memory result)
+    {
         if (account.code.length != 0) {
             vm.deal(address(this), value);
-            (ok, result) =
-                account.call{value: value}(abi.encodeWithSignature("execute(address,bytes)", target, data));
+            (ok, result) = account.call{value: value, gas: gasLimit}(
+                abi.encodeWithSignature("execute(address,bytes)", target, data)
+            );
             if (ok) result = abi.decode(result, (bytes));
             return (ok, result);
         }
         vm.deal(account, account.balance + value);
         vm.prank(account);
-        (ok, result) = target.call{value: value}(data);
+        (ok, result) = target.call{value: value, gas: gasLimit}(data);
+    }
+
+    /// @dev The gas limit for a refund of `count` orders (see {REFUND_GAS_PER_ORDER}).
+    function _refundGas(uint256 count) private pure returns (uint256) {
+        return 50_000 + count * REFUND_GAS_PER_ORDER;
     }
 
     /// @dev Moves an open order to `state` in the ghosts: what the escrow owes and to whom.
@@ -739,8 +767,8 @@ contract EscrowInvariantTest is TestBase, InvariantBase {
         address[3] memory recipients = handler.feeRecipients();
         for (uint256 t; t < tokens.length; ++t) {
             address tokenAddress = tokens[t];
-            uint256 owed = handler.escrowed(tokenAddress) + escrow.merchantBalance(tokenAddress)
-                + handler.donated(tokenAddress);
+            uint256 owed =
+                handler.escrowed(tokenAddress) + escrow.merchantBalance(tokenAddress) + handler.donated(tokenAddress);
             for (uint256 b; b < buyers.length; ++b) {
                 owed += escrow.refundCredit(tokenAddress, buyers[b]);
             }
@@ -784,8 +812,7 @@ contract EscrowInvariantTest is TestBase, InvariantBase {
             vm.assertEq(paidOut, handler.deliveredNet(tokenAddress), "merchant's due != delivered less fees");
             for (uint256 r; r < recipients.length; ++r) {
                 vm.assertEq(
-                    escrow.feeBalance(tokenAddress, recipients[r])
-                        + handler.balanceOf(tokenAddress, recipients[r]),
+                    escrow.feeBalance(tokenAddress, recipients[r]) + handler.balanceOf(tokenAddress, recipients[r]),
                     handler.feesAccrued(recipients[r], tokenAddress),
                     "a fee recipient's due != fees of the deliveries recorded while it was recipient"
                 );

@@ -31,6 +31,9 @@ interface Vm {
     function recordLogs() external;
     function getRecordedLogs() external returns (VmLog[] memory logs);
 
+    // Gas of the last call made by the test (forge-std's `Vm.lastCallGas`)
+    function lastCallGas() external view returns (VmGas memory gas);
+
     // Fuzzing
     function assume(bool condition) external pure;
 
@@ -55,6 +58,15 @@ struct VmLog {
     bytes32[] topics;
     bytes data;
     address emitter;
+}
+
+/// @notice Gas figures of a call as `vm.lastCallGas` returns them (forge-std's `Vm.Gas`).
+struct VmGas {
+    uint64 gasLimit;
+    uint64 gasTotalUsed;
+    uint64 gasMemoryUsed;
+    int64 gasRefunded;
+    uint64 gasRemaining;
 }
 
 /// @notice What forge's invariant runner reads from `targetSelectors()` (same layout as forge-std).

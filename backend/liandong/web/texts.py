@@ -249,6 +249,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "reason_retried": ("retried", "重试"),
     "reason_slow": ("slow", "发货慢"),
     "reason_refund": ("refund", "退款"),
+    "reason_anomaly": ("anomaly: check the order", "异常：请检查订单"),
     "templates_title": ("Message templates (A/B)", "消息模板 A/B 测试"),
     "channel": ("Channel", "渠道"),
     "variant": ("Variant", "版本"),
