@@ -9,18 +9,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from liandong.chain.quotes import NATIVE_COIN
+from liandong.services.merchant_auth import SCOPES
 
 from tests.api.conftest import MERCHANT, PUBLIC_URL, Api
 
-ALL_SCOPES = (
-    "products:read",
-    "products:write",
-    "keys:import",
-    "orders:read",
-    "orders:write",
-    "stats:read",
-    "channels:write",
-)
+ALL_SCOPES = tuple(sorted(SCOPES))
 
 
 @dataclass(frozen=True)

@@ -19,20 +19,21 @@ from liandong.store.models import ChainCheckpoint, Delivery, OrderStatus, Paymen
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.importer import import_keys
 from liandong.vault.service import Vault
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlmodel import Session, select
 
 
-def test_a_refund_racing_a_delivery_never_overwrites_it(postgres_url: str) -> None:
+def _confirmed_order(postgres_url: str, sku: str) -> tuple[Engine, Vault, int, str]:
+    """A migrated PostgreSQL store with one product, one key and one confirmed order for it."""
     migrate(postgres_url)
     engine = make_engine(postgres_url)
     vault = Vault(Keyring(MasterKey.generate(), ()))
     with Session(engine) as session:
-        product = Product(sku="race", name="race")
+        product = Product(sku=sku, name=sku)
         session.add(product)
         session.commit()
         assert product.id is not None
-        import_keys(session, vault, product.id, "k.txt", b"RACE-1\n", "txt")
+        import_keys(session, vault, product.id, "k.txt", f"{sku.upper()}-1\n".encode(), "txt")
         order = ShopOrder(
             chain_order_id="0x" + os.urandom(32).hex(),
             product_id=product.id,
@@ -48,8 +49,12 @@ def test_a_refund_racing_a_delivery_never_overwrites_it(postgres_url: str) -> No
         )
         session.add(order)
         session.commit()
-        order_id, order_key = order.id, order.chain_order_id
-    assert order_id is not None
+        assert order.id is not None
+        return engine, vault, order.id, order.chain_order_id
+
+
+def test_a_refund_racing_a_delivery_never_overwrites_it(postgres_url: str) -> None:
+    engine, vault, order_id, order_key = _confirmed_order(postgres_url, "race")
 
     delivery = DeliveryEngine(engine, vault, [], lambda _: None, shared=True)
     holding, release = threading.Event(), threading.Event()
@@ -99,35 +104,12 @@ def test_a_refund_racing_a_delivery_never_overwrites_it(postgres_url: str) -> No
 
 
 def test_a_refund_first_leaves_nothing_to_deliver(postgres_url: str) -> None:
-    migrate(postgres_url)
-    engine = make_engine(postgres_url)
-    vault = Vault(Keyring(MasterKey.generate(), ()))
+    engine, vault, order_id, order_key = _confirmed_order(postgres_url, "first")
     with Session(engine) as session:
-        product = Product(sku="first", name="first")
-        session.add(product)
-        session.commit()
-        assert product.id is not None
-        import_keys(session, vault, product.id, "k.txt", b"FIRST-1\n", "txt")
-        order = ShopOrder(
-            chain_order_id="0x" + os.urandom(32).hex(),
-            product_id=product.id,
-            quantity=1,
-            token=NATIVE_COIN,
-            amount="1000",
-            payer="0x" + "33" * 20,
-            status=OrderStatus.CONFIRMED,
-            quote_signature="0x",
-            quote_expiry=0,
-            delivery_deadline=int(time.time()) + 86_400,
-            access_token_hash="",
-        )
-        session.add(order)
-        session.commit()
-        order_id, order_key = order.id, order.chain_order_id
         begin_refund(session, order_key, "merchant refund")
         with pytest.raises(OrderAdminError):
             begin_refund(session, order_key, "again")
-    outcome = DeliveryEngine(engine, vault, [], lambda _: None, shared=True).deliver([order_id or 0])
+    outcome = DeliveryEngine(engine, vault, [], lambda _: None, shared=True).deliver([order_id])
     assert outcome.notices == []
     with Session(engine) as session:
         final = session.get(ShopOrder, order_id)
@@ -139,35 +121,14 @@ def test_a_refund_first_leaves_nothing_to_deliver(postgres_url: str) -> None:
 def test_a_rollback_racing_a_delivery_flags_it_instead_of_unpaying_it(postgres_url: str) -> None:
     """A reorg's rollback reads the order confirmed while a delivery holds its row: once the
     delivery commits, the rollback must not make the delivered order unpaid; it flags it."""
-    migrate(postgres_url)
-    engine = make_engine(postgres_url)
-    vault = Vault(Keyring(MasterKey.generate(), ()))
+    engine, vault, order_id, order_key = _confirmed_order(postgres_url, "reorg")
     with Session(engine) as session:
-        product = Product(sku="reorg", name="reorg")
-        session.add(product)
-        session.commit()
-        assert product.id is not None
-        import_keys(session, vault, product.id, "k.txt", b"REORG-1\n", "txt")
-        order = ShopOrder(
-            chain_order_id="0x" + os.urandom(32).hex(),
-            product_id=product.id,
-            quantity=1,
-            token=NATIVE_COIN,
-            amount="1000",
-            payer="0x" + "44" * 20,
-            status=OrderStatus.CONFIRMED,
-            quote_signature="0x",
-            quote_expiry=0,
-            delivery_deadline=int(time.time()) + 86_400,
-            access_token_hash="",
-        )
-        session.add(order)
         session.add(ChainCheckpoint(chain_id=1, block_number=10, block_hash="0x10"))
         session.add(
             Payment(
                 chain_id=1,
-                chain_order_id=order.chain_order_id,
-                payer=order.payer or "",
+                chain_order_id=order_key,
+                payer="0x" + "22" * 20,
                 token=NATIVE_COIN,
                 amount="1000",
                 tx_hash="0x" + "ab" * 32,
@@ -177,8 +138,6 @@ def test_a_rollback_racing_a_delivery_flags_it_instead_of_unpaying_it(postgres_u
             )
         )
         session.commit()
-        order_id = order.id
-    assert order_id is not None
 
     delivery = DeliveryEngine(engine, vault, [], lambda _: None, shared=True)
     store = IndexerStore(engine, 1, ConfirmationPolicy(), 64)

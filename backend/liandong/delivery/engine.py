@@ -117,6 +117,7 @@ class DeliveryEngine:
         self._notifying: set[int] = set()
         """Orders whose notice this process is sending now: the rescan leaves them alone."""
         self._background: set[asyncio.Task[Any]] = set()
+        """Notices being sent beside the workers (held so that the tasks are not collected)."""
         self.queue: asyncio.PriorityQueue[tuple[int, int, int]] = asyncio.PriorityQueue()
         self._sequence = itertools.count()
         self._lock = asyncio.Lock()
@@ -162,9 +163,7 @@ class DeliveryEngine:
         if not notices:
             return
         log.warning("telling %s buyers whose notice was interrupted", len(notices))
-        task = asyncio.get_running_loop().create_task(self.notify(notices))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._notify_in_background(notices)
 
     def _requeue_confirmed(self, confirmed_before: datetime) -> None:
         with Session(self.engine) as session:
@@ -231,12 +230,26 @@ class DeliveryEngine:
             try:
                 self.settle(outcome.settlements)
                 self._announce(outcome)
-                await self.notify(outcome.notices)
                 self._refill_pools()
             except Exception:
                 # The batch is delivered (committed). What follows is recovered without it: the
                 # leader's rescan re-sends settlements; a lost attempt record leaves a gap in the log.
                 log.exception("after a delivered batch")
+            # The channels run beside the workers, not in their way: an in-site channel waiting
+            # for a buyer's acknowledgement must not hold up the next batch. A notice that never
+            # finishes stays due in the database, where the rescan finds it.
+            self._notify_in_background(outcome.notices)
+
+    def _notify_in_background(self, notices: Sequence[DeliveryNotice]) -> None:
+        task = asyncio.get_running_loop().create_task(self._notify_logged(notices))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _notify_logged(self, notices: Sequence[DeliveryNotice]) -> None:
+        try:
+            await self.notify(notices)
+        except Exception:
+            log.exception("notifying %s delivered orders failed; the rescan retries", len(notices))
 
     def deliver(self, order_ids: Sequence[int]) -> BatchOutcome:
         """Hands out the keys of the still-confirmed orders among `order_ids`, in one transaction.
