@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from liandong.services.catalogue import StockState
-from liandong.services.stats import AbnormalReason
+from liandong.services.stats import AbnormalReason, AlertKind
 from liandong.store.models import OrderStatus
 from liandong.web.texts import TEXTS
 
@@ -17,6 +17,7 @@ FAMILIES = {
     "state_": [status.value for status in OrderStatus],
     "status_": [status.value for status in OrderStatus] + ["reorged"],
     "reason_": [reason.value for reason in AbnormalReason],
+    "alert_": [kind.value for kind in AlertKind],
     "stock_": [state.value for state in StockState],
     "stage_": ["reading", "encrypting", "storing", "done"],
 }

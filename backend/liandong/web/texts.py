@@ -198,6 +198,18 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Only {share} of orders got their keys within {seconds} s (target {target}).",
         "仅 {share} 的订单在 {seconds} 秒内发货（目标 {target}）。",
     ),
+    "alert_settlement_lag": (
+        "{count} deliveries are not recorded on-chain yet: check the operator key and the chain node.",
+        "{count} 笔发货尚未上链：请检查运营密钥和链节点。",
+    ),
+    "alert_operator_balance": (
+        "The operator key is low on gas: top it up before settlements stop.",
+        "运营密钥的燃料费余额不足：请在结算停止前充值。",
+    ),
+    "alert_anomaly": (
+        "{count} orders need a look (payment reorged, settlement refused): see the abnormal log.",
+        "{count} 笔订单异常（付款被重组、结算被拒）：请查看异常日志。",
+    ),
     "latency_histogram": ("Latency histogram", "延迟分布"),
     "orders_title": ("Orders (live)", "订单（实时）"),
     "time": ("Time", "时间"),

@@ -78,6 +78,16 @@ function renderEfficiency(board) {
     };
     setText($("latency-alert"), "latency_alert", vars);
   }
+  // Settlement lag, operator balance, anomalies: each in the page's language, with its count.
+  const alerts = board.alerts ?? [];
+  $("shop-alerts").hidden = alerts.length === 0;
+  $("shop-alerts").replaceChildren(
+    ...alerts.map((alert) => {
+      const item = document.createElement("li");
+      setText(item, `alert_${alert.kind}`, { count: alert.count });
+      return item;
+    }),
+  );
   const labels = board.histogram.map((bucket) =>
     bucket.high === null ? `> ${bucket.low} s` : `≤ ${bucket.high} s`,
   );
