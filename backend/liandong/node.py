@@ -22,6 +22,7 @@ from liandong.chain.quotes import EscrowDomain
 from liandong.chain.settlement import Settlement, SettlementSender
 from liandong.cluster import CONFIRMED, SETTLE, Cluster, ClusterHub
 from liandong.core.config import Settings
+from liandong.delivery.alerts import AlertNotifier
 from liandong.delivery.channels import OrderEventHub
 from liandong.delivery.engine import DeliveryEngine
 from liandong.delivery.registry import ChannelRouter
@@ -134,6 +135,7 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
             leader_tasks.create_task(indexer.run())
             leader_tasks.create_task(sender.run())
             leader_tasks.create_task(_every(settings.settlement_rescan_seconds, delivery.rescan))
+            leader_tasks.create_task(AlertNotifier(engine, settings).run())
 
     def health() -> dict[str, Any]:
         with Session(engine) as session:

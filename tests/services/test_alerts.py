@@ -4,13 +4,22 @@ went out)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 from datetime import timedelta
 
+import httpx
+from liandong.core.config import Settings
+from liandong.delivery.alerts import AlertNotifier
+from liandong.delivery.webhook import SIGNATURE_HEADER, verify_webhook_signature
 from liandong.services.stats import AlertKind, alerts, efficiency
 from liandong.store.models import OperatorStatus, OrderStatus, Product, ShopOrder, utcnow
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlmodel import Session
+
+from tests.peers import Endpoint
 
 
 def _order(session: Session, product_id: int, **fields: object) -> ShopOrder:
@@ -65,3 +74,38 @@ def test_settlement_lag_operator_balance_and_anomalies_alert(engine: Engine) -> 
 
         relaxed = alerts(session, settlement_lag_seconds=3600, balance_batches=10)
         assert [alert.kind for alert in relaxed] == [AlertKind.ANOMALY]
+
+
+def test_alerts_reach_the_merchants_webhook_signed_once_then_as_reminders(
+    engine: Engine, endpoint: Endpoint
+) -> None:
+    settings = Settings(
+        webhook_url=endpoint.url,
+        webhook_secret=SecretStr("alert-secret"),
+        alert_repeat_seconds=3600,
+    )
+    notifier = AlertNotifier(engine, settings)
+    with Session(engine) as session:
+        product = Product(sku="hook", name="hook")
+        session.add(product)
+        session.flush()
+        assert product.id is not None
+        _order(session, product.id, status=OrderStatus.DELIVERED, anomaly="payment reorged")
+        session.commit()
+
+    async def look(status: int) -> list[AlertKind]:
+        endpoint.status = status
+        async with httpx.AsyncClient(timeout=5) as client:
+            return [alert.kind for alert in await notifier.check(client)]
+
+    assert asyncio.run(look(500)) == []  # the merchant's system is down: not counted as told
+    assert asyncio.run(look(200)) == [AlertKind.ANOMALY]
+    assert asyncio.run(look(200)) == []  # told already; reminded only after alert_repeat_seconds
+    assert len(endpoint.requests) == 2
+    request = endpoint.requests[-1]
+    verify_webhook_signature("alert-secret", request.headers[SIGNATURE_HEADER], request.body)
+    told = json.loads(request.body)
+    assert (told["event"], told["kind"], told["count"]) == ("shop.alert", "anomaly", 1)
+
+    notifier.settings = settings.model_copy(update={"alert_repeat_seconds": 0})
+    assert asyncio.run(look(200)) == [AlertKind.ANOMALY]  # a reminder while it lasts

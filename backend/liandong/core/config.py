@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     operator_balance_alert_batches: int = 20
     """Alert when the operator's balance would not pay for this many full settlement batches."""
 
+    alert_check_seconds: float = 30.0
+    """How often the leader looks at the alerts and tells the merchant's webhook about new ones."""
+
+    alert_repeat_seconds: float = 3600.0
+    """An alert that lasts is told to the merchant's webhook again this often."""
+
     settlement_rescan_seconds: float = 2.0
     """How often the leader rescans the store for settlements no one handed it (deliveries of other
     nodes or of a previous run, refunds asked for from the CLI); a NOTIFY usually brings them sooner."""
