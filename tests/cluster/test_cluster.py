@@ -230,7 +230,7 @@ def test_reorgs_of_depth_one_to_five_under_load_deliver_exactly_the_canonical_pa
     assert len(canonical) == 50
     shop.wait_for(
         lambda: settled(shop) == (50, 0) and set(chain_orders(shop, ORDER_DELIVERED)) == canonical,
-        60,
+        120,
         "every canonical payment delivered, and recorded on the chain that won",
     )
     assert set(chain_orders(shop, ORDER_DELIVERED).values()) == {1}

@@ -65,9 +65,11 @@ log = logging.getLogger(__name__)
 
 PAID_ON_CHAIN = 1
 FEE_BUMP_PERCENT = 25  # nodes take a replacement at +10 % or more
-SETTLED_ELSEWHERE_SECONDS = 60.0
+SETTLED_ELSEWHERE_SECONDS = 10.0
 """An order a batch skipped because another transaction settled it is not sent again for this long:
-the indexer records that settlement from its log meanwhile."""
+the indexer records that settlement from its log meanwhile. Short, because a reorganisation can
+take that other transaction off the chain, and the order is then owed again: sending it once more
+too early only costs a skipped entry in a batch."""
 DELIVERY_WINDOW_CLOSED = "delivery window closed"
 OPERATOR_STATUS_SECONDS = 10.0
 """How often the operator's balance is written down for the dashboard's alerts."""
