@@ -13,7 +13,6 @@ alert is also logged as a warning, so a shop without a webhook sees it in its lo
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
@@ -23,7 +22,7 @@ from sqlmodel import Session
 
 from liandong.core.config import Settings
 from liandong.delivery.channels import ChannelError
-from liandong.delivery.webhook import SIGNATURE_HEADER, post_json, sign_webhook
+from liandong.delivery.webhook import post_json, signed_body
 from liandong.services.stats import Alert, AlertKind, alerts
 
 log = logging.getLogger(__name__)
@@ -73,20 +72,13 @@ class AlertNotifier:
     async def _post(self, client: httpx.AsyncClient, alert: Alert) -> None:
         assert self.settings.webhook_url is not None
         assert self.settings.webhook_secret is not None
-        timestamp = int(time.time())
-        body = json.dumps(
-            {
-                "event": ALERT_EVENT,
-                "kind": alert.kind.value,
-                "detail": alert.detail,
-                "count": alert.count,
-                "timestamp": timestamp,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
-        secret = self.settings.webhook_secret.get_secret_value()
-        headers = {SIGNATURE_HEADER: sign_webhook(secret, body, timestamp)}
+        payload = {
+            "event": ALERT_EVENT,
+            "kind": alert.kind.value,
+            "detail": alert.detail,
+            "count": alert.count,
+        }
+        body, headers = signed_body(self.settings.webhook_secret.get_secret_value(), payload)
         await post_json(client, self.settings.webhook_url, body, headers, "alert webhook", None)
 
     async def run(self) -> None:

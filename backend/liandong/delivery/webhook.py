@@ -73,6 +73,13 @@ def verify_webhook_signature(
         raise WebhookSignatureError("the signature does not match the body")
 
 
+def signed_body(secret: str, payload: Mapping[str, object]) -> tuple[bytes, dict[str, str]]:
+    """`payload` with the current `timestamp`, as compact JSON, and the signature header for it."""
+    timestamp = int(time.time())
+    body = json.dumps({**payload, "timestamp": timestamp}, ensure_ascii=False, separators=(",", ":")).encode()
+    return body, {SIGNATURE_HEADER: sign_webhook(secret, body, timestamp)}
+
+
 async def post_json(
     client: httpx.AsyncClient,
     url: str,
@@ -106,22 +113,16 @@ class WebhookChannel:
         self.client = httpx.AsyncClient(timeout=settings.webhook_timeout)
 
     async def send(self, notice: DeliveryNotice) -> str | None:
-        timestamp = int(time.time())
-        body = json.dumps(
-            {
-                "event": DELIVERED_EVENT,
-                "order_id": notice.chain_order_id,
-                "product": notice.product_name,
-                "quantity": notice.quantity,
-                "payer": notice.payer,
-                "commitment": notice.commitment,
-                "order_url": notice.order_url,
-                "timestamp": timestamp,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
-        headers = {SIGNATURE_HEADER: sign_webhook(self.secret, body, timestamp)}
+        payload = {
+            "event": DELIVERED_EVENT,
+            "order_id": notice.chain_order_id,
+            "product": notice.product_name,
+            "quantity": notice.quantity,
+            "payer": notice.payer,
+            "commitment": notice.commitment,
+            "order_url": notice.order_url,
+        }
+        body, headers = signed_body(self.secret, payload)
         await post_json(self.client, self.url, body, headers, "webhook", None)
         return None
 
