@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from liandong.core.config import Settings
-from liandong.store.db import make_engine, migrate, prepare_data_dir
+from liandong.commands.common import shop_engine
 from liandong.vault.crypto import previous_key_file
 from liandong.vault.rotation import (
     REENCRYPT_BATCH,
@@ -39,18 +38,12 @@ def rotate(
     """Replace the master key, give every product a new data key and re-encrypt the stock with it,
     in small batches while the nodes keep delivering; then remove the previous master key once
     every running node uses the new one."""
-    settings = Settings()
-    url = settings.resolved_database_url
-    prepare_data_dir(settings.data_dir)
-    migrate(url)
-    engine = make_engine(url)
-    try:
-        result = rotate_vault(settings, engine, batch_size=batch_size, wait_seconds=wait)
-    except RotationRefusedError as error:
-        errors.print(str(error), markup=False, highlight=False)
-        raise typer.Exit(code=1) from None
-    finally:
-        engine.dispose()
+    with shop_engine() as (settings, engine):
+        try:
+            result = rotate_vault(settings, engine, batch_size=batch_size, wait_seconds=wait)
+        except RotationRefusedError as error:
+            errors.print(str(error), markup=False, highlight=False)
+            raise typer.Exit(code=1) from None
     key_file = settings.resolved_master_key_file
     console.print(
         f"New master key {result.new_key_id} ({key_file}); {result.products} product(s) have new data "
@@ -80,15 +73,8 @@ def retire_previous(
     wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the nodes.")] = 30.0,
 ) -> None:
     """Remove `<key file>.previous` once every running node uses the current master key."""
-    settings = Settings()
-    url = settings.resolved_database_url
-    prepare_data_dir(settings.data_dir)
-    migrate(url)
-    engine = make_engine(url)
-    try:
+    with shop_engine() as (settings, engine):
         removed, lagging = retire_previous_key(settings, engine, wait)
-    finally:
-        engine.dispose()
     if not removed:
         errors.print(f"Nodes still on the previous key: {', '.join(lagging)}", markup=False, highlight=False)
         raise typer.Exit(code=1)
