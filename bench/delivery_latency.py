@@ -61,11 +61,12 @@ from pathlib import Path
 import aiohttp
 import psycopg
 import websockets
-from liandong.chain.deploy import deploy_local_escrow
-from liandong.chain.devnet import Anvil, rpc_call
 from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote
+from liandong.chain.rpc import rpc_call
+from liandong.devtools.deploy import deploy_local_escrow
+from liandong.devtools.devnet import Anvil
+from liandong.devtools.simulate import OPERATOR, LocalShop, dev_account, pay_calldata
 from liandong.services.orders import create_quote
-from liandong.simulate import OPERATOR, LocalShop, dev_account, pay_calldata
 from liandong.store.db import make_engine
 from liandong.store.models import OrderStatus, Payment, ShopOrder
 from sqlmodel import Session, col, func, select

@@ -29,7 +29,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from liandong.chain.devnet import Anvil, rpc_call
+from liandong.chain.rpc import rpc_call
+from liandong.devtools.devnet import Anvil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "tests/forge/GasScenario.s.sol:GasScenario"

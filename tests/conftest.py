@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from liandong.chain.deploy import deploy_local_escrow
-from liandong.chain.devnet import Anvil
-from liandong.simulate import LocalShop
+from liandong.devtools.deploy import deploy_local_escrow
+from liandong.devtools.devnet import Anvil
+from liandong.devtools.simulate import LocalShop
 from liandong.store.db import make_engine, migrate
 from sqlalchemy import Engine
 from sqlmodel import Session

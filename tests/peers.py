@@ -14,7 +14,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from liandong.chain.devnet import free_port
+from liandong.devtools.devnet import free_port
 
 # --- an SMTP server ---------------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from liandong.chain.deploy import deploy_local_escrow
 from liandong.chain.deployment import DeploymentRecord
-from liandong.chain.devnet import Anvil, rpc_call
+from liandong.chain.rpc import rpc_call
+from liandong.devtools.deploy import deploy_local_escrow
+from liandong.devtools.devnet import Anvil
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,18 +14,18 @@ import pytest
 from fastapi.testclient import TestClient
 from liandong.api.app import create_app
 from liandong.api.deps import ShopContext
-from liandong.chain.deploy import deploy_local_escrow
 from liandong.chain.deployment import DeploymentRecord
-from liandong.chain.devnet import Anvil
 from liandong.chain.quotes import NATIVE_COIN, EscrowDomain
 from liandong.chain.settlement import SettlementSender
 from liandong.core.config import Settings
-from liandong.delivery.channels import OrderEventHub
 from liandong.delivery.engine import DeliveryEngine
 from liandong.delivery.registry import ChannelRouter
 from liandong.delivery.templates import TemplateBook
+from liandong.devtools.deploy import deploy_local_escrow
+from liandong.devtools.devnet import Anvil
+from liandong.devtools.simulate import dev_operator
+from liandong.events import OrderEventHub
 from liandong.services.merchant_auth import create_api_token, create_merchant
-from liandong.simulate import OPERATOR
 from liandong.store.models import OrderStatus, ShopOrder
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.service import Vault
@@ -34,7 +34,7 @@ from sqlmodel import Session, select
 
 MERCHANT = ("merchant", "correct horse battery")
 PRICE = "10000000000000000"
-OPERATOR_KEY = "0x" + bytes(OPERATOR.key).hex()
+OPERATOR_KEY = "0x" + bytes(dev_operator().key).hex()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from liandong.api.app import create_app
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.core.ratelimit import RateLimit
-from liandong.simulate import dev_account
+from liandong.devtools.simulate import dev_account
 from liandong.vault.crypto import delivery_commitment
 from liandong.vault.transport import open_sealed, order_aad
 

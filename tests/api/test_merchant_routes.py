@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from liandong.chain.quotes import NATIVE_COIN
-from liandong.simulate import dev_account
+from liandong.devtools.simulate import dev_account
 from liandong.store.models import OrderStatus, ShopOrder, utcnow
 from sqlmodel import Session, select
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from liandong.devtools.simulate import dev_account
 from liandong.services.merchant_auth import SCOPES
-from liandong.simulate import dev_account
 from schemathesis.checks import not_a_server_error
 
 from tests.api.conftest import Api

@@ -12,7 +12,7 @@ from eth_utils.crypto import keccak
 from liandong.chain.escrow import record_deliveries_calldata
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.chain.settlement import order_terms
-from liandong.simulate import OPERATOR, PRICE, LocalShop
+from liandong.devtools.simulate import OPERATOR, PRICE, LocalShop
 from liandong.store.models import CardKey, Delivery, OrderStatus
 from sqlmodel import Session, select
 

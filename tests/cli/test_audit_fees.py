@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from eth_abi.abi import encode
 from eth_utils.crypto import keccak
-from liandong.simulate import PRICE, LocalShop
+from liandong.devtools.simulate import PRICE, LocalShop
 
 from .test_audit import _audit, _send_as_operator
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from liandong.simulate import PRICE, LocalShop
+from liandong.devtools.simulate import PRICE, LocalShop
 from liandong.store.models import OrderStatus
 
 from tests.cli.runner import run

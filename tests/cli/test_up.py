@@ -8,8 +8,9 @@ from pathlib import Path
 
 import httpx
 from liandong.chain.deployment import DeploymentRecord
-from liandong.chain.devnet import DEV_CHAIN_ID, free_port, rpc_call
-from liandong.simulate import dev_account
+from liandong.chain.rpc import rpc_call
+from liandong.devtools.devnet import DEV_CHAIN_ID, free_port
+from liandong.devtools.simulate import dev_account
 from liandong.store.db import make_engine
 from liandong.store.models import ChainCheckpoint
 from sqlmodel import Session

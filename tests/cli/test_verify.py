@@ -7,8 +7,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from liandong.chain.deploy import PROJECT_ROOT, deploy_local_escrow
-from liandong.chain.devnet import Anvil
+from liandong.chain.deployment import PROJECT_ROOT
+from liandong.devtools.deploy import deploy_local_escrow
+from liandong.devtools.devnet import Anvil
 
 from tests.cli.runner import run
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from liandong.chain.deploy import deploy_local_escrow
-from liandong.chain.devnet import Anvil
-from liandong.simulate import LocalShop
+from liandong.devtools.deploy import deploy_local_escrow
+from liandong.devtools.devnet import Anvil
+from liandong.devtools.simulate import LocalShop
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 from liandong.chain.escrow import SETTLEMENT_TOPICS
-from liandong.simulate import LocalShop, NodeProcess
+from liandong.devtools.simulate import LocalShop, NodeProcess
 from liandong.store.models import CardKey, ChainCheckpoint, Delivery, OrderStatus, Payment, ShopOrder
 from sqlmodel import Session, col, func, select
 from web3 import Web3

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from liandong.chain.deploy import deploy_local_escrow
-from liandong.chain.devnet import Anvil
-from liandong.cluster import Cluster, ClusterHub, NotLeaderError
+from liandong.devtools.deploy import deploy_local_escrow
+from liandong.devtools.devnet import Anvil
+from liandong.devtools.simulate import OPERATOR, LocalShop
+from liandong.runtime.cluster import Cluster, ClusterHub, NotLeaderError
 from liandong.services.merchant_auth import create_api_token, create_merchant
-from liandong.simulate import OPERATOR, LocalShop
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import ChainTx, OrderStatus, utcnow
 from liandong.vault.tables import VAULT_NODES

@@ -6,8 +6,9 @@ import asyncio
 from pathlib import Path
 
 from liandong.chain.indexer import ConfirmedOrder
-from liandong.delivery.channels import ChannelError, DeliveryNotice, InSiteChannel, OrderEventHub, notify
+from liandong.delivery.channels import ChannelError, DeliveryNotice, InSiteChannel, notify
 from liandong.delivery.engine import DeliveryEngine
+from liandong.events import OrderEvent, OrderEventHub, StockEvent
 from liandong.store.db import make_engine, migrate
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.service import Vault
@@ -60,11 +61,12 @@ def test_the_in_site_channel_fails_over_when_no_order_page_is_open() -> None:
 def test_order_events_reach_the_order_page_and_the_merchant_feed_stock_only_the_feed() -> None:
     hub = OrderEventHub()
     page, feed, other = hub.subscribe(NOTICE.chain_order_id), hub.subscribe_feed(), hub.subscribe("0x01")
-    hub.publish(NOTICE.chain_order_id.upper().replace("0X", "0x"), {"status": "paid"})
-    hub.publish_feed({"type": "stock", "product_id": 1, "change": -1})
-    assert page.get_nowait() == {"type": "order", "status": "paid"}
+    hub.publish(OrderEvent(NOTICE.chain_order_id.upper().replace("0X", "0x"), "paid"))
+    hub.publish_stock(StockEvent(1, -1))
+    paid = {"type": "order", "order": NOTICE.chain_order_id.lower(), "status": "paid"}
+    assert page.get_nowait() == paid
     assert page.empty()
-    assert feed.get_nowait() == {"type": "order", "status": "paid"}
+    assert feed.get_nowait() == paid
     assert feed.get_nowait() == {"type": "stock", "product_id": 1, "change": -1}
     assert other.empty()
 
@@ -73,9 +75,9 @@ def test_a_slow_reader_never_blocks_the_hub() -> None:
     hub = OrderEventHub()
     queue = hub.subscribe(NOTICE.chain_order_id)
     for n in range(100):
-        hub.publish(NOTICE.chain_order_id, {"n": n})
+        hub.publish(OrderEvent(NOTICE.chain_order_id, "paid", confirmations=n))
     assert queue.qsize() == 64
-    assert queue.get_nowait() == {"type": "order", "n": 36}  # the oldest events gave way
+    assert queue.get_nowait()["confirmations"] == 36  # the oldest events gave way
 
 
 def test_bigger_and_returning_buyers_are_served_first(tmp_path: Path) -> None:

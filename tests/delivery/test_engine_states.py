@@ -8,8 +8,9 @@ import asyncio
 import os
 
 from liandong.chain.quotes import NATIVE_COIN
-from liandong.delivery.channels import DeliveryNotice, OrderEventHub
+from liandong.delivery.channels import DeliveryNotice
 from liandong.delivery.engine import WINDOW_TOO_SHORT, DeliveryEngine
+from liandong.events import OrderEventHub
 from liandong.store.models import OrderStatus, Product, ShopOrder
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.importer import import_keys

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from liandong.chain.devnet import free_port
 from liandong.core.config import Settings
-from liandong.delivery.channels import ChannelError, DeliveryNotice, OrderEventHub, notify
+from liandong.delivery.channels import ChannelError, DeliveryNotice, notify
 from liandong.delivery.mail import EmailChannel
 from liandong.delivery.registry import ChannelRouter, ChannelState
 from liandong.delivery.sms import SmsChannel
@@ -25,6 +24,8 @@ from liandong.delivery.webhook import (
     sign_webhook,
     verify_webhook_signature,
 )
+from liandong.devtools.devnet import free_port
+from liandong.events import OrderEventHub
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import MessageTemplate
 from sqlmodel import Session as DbSession

@@ -11,8 +11,8 @@ from typing import Any
 
 from liandong.chain.escrow import OrderTerms
 from liandong.chain.settlement import Settlement, SettlementSender, order_terms
+from liandong.devtools.simulate import LocalShop, dev_operator
 from liandong.services.stats import abnormal_deliveries
-from liandong.simulate import OPERATOR, LocalShop
 from liandong.store.models import OrderStatus, ShopOrder, utcnow
 from sqlmodel import Session
 
@@ -63,7 +63,7 @@ def _sender(shop: LocalShop, cls: type[SettlementSender] = SettlementSender) -> 
         shop.anvil.http_url,
         shop.record.chain_id,
         shop.record.escrow,
-        "0x" + bytes(OPERATOR.key).hex(),
+        "0x" + bytes(dev_operator().key).hex(),
         batch_interval=0.05,
     )
 
@@ -96,7 +96,7 @@ def test_only_what_the_receipt_shows_is_marked_settled(shop_factory: Any) -> Non
     ghost = Settlement(
         unpaid.order.id,
         OrderTerms(
-            bytes.fromhex(unpaid.order.chain_order_id[2:]), OPERATOR.address, unpaid.quote.token, 1, 1
+            bytes.fromhex(unpaid.order.chain_order_id[2:]), dev_operator().address, unpaid.quote.token, 1, 1
         ),
         bytes(32),
     )

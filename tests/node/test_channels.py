@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.delivery.webhook import SIGNATURE_HEADER, verify_webhook_signature
+from liandong.devtools.simulate import LocalShop, quote_from_api
 from liandong.services.merchant_auth import create_api_token, create_merchant
-from liandong.simulate import LocalShop, quote_from_api
 from liandong.store.models import DeliveryAttempt
 from sqlmodel import Session, col, select
 

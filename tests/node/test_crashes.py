@@ -1,5 +1,5 @@
 """SIGKILL at the two moments between a commit and its effect (`LIANDONG_CRASH_AT`, see
-`liandong.crashpoints`): a settlement signed and stored but not sent, a delivery committed but its
+`liandong.core.crashpoints`): a settlement signed and stored but not sent, a delivery committed but its
 buyer not told. After a restart nothing is stuck and everything happens exactly once."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from liandong.crashpoints import ENV
-from liandong.simulate import LocalShop, NodeProcess
+from liandong.core.crashpoints import ENV
+from liandong.devtools.simulate import LocalShop, NodeProcess
 from liandong.store.models import ChainTx, ChainTxStatus, OrderStatus
 from sqlmodel import Session, select
 

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.messages import encode_defunct
 from eth_utils.crypto import keccak
 from liandong.chain.quotes import NATIVE_COIN
-from liandong.simulate import LocalShop as Shop
-from liandong.simulate import quote_from_api
+from liandong.devtools.simulate import LocalShop as Shop
+from liandong.devtools.simulate import quote_from_api
 from liandong.store.models import OrderStatus
 from liandong.vault.crypto import delivery_commitment
 from liandong.vault.transport import open_sealed, order_aad

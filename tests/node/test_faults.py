@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from liandong.simulate import LocalShop
+from liandong.devtools.simulate import LocalShop
 from liandong.store.models import ChainTx, ChainTxStatus, Delivery, OrderStatus, Payment, ShopOrder
 from sqlmodel import Session, col, select
 from web3 import Web3

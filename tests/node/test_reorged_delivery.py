@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from liandong.chain.indexer import PAYMENT_REORGED
+from liandong.devtools.simulate import LocalShop
 from liandong.services.stats import AbnormalReason, AlertKind, abnormal_deliveries, alerts
-from liandong.simulate import LocalShop
 from liandong.store.models import OrderStatus
 from sqlmodel import Session
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from liandong.chain.escrow import OrderTerms
 from liandong.chain.settlement import Settlement, SettlementSender
-from liandong.simulate import OPERATOR, LocalShop
+from liandong.devtools.simulate import LocalShop, dev_operator
 from liandong.store.models import ChainTx
 from sqlmodel import Session, select
 
@@ -43,7 +43,7 @@ def test_an_order_submitted_again_while_its_batch_is_being_sent_is_sent_once(sho
         shop.anvil.http_url,
         shop.record.chain_id,
         shop.record.escrow,
-        "0x" + bytes(OPERATOR.key).hex(),
+        "0x" + bytes(dev_operator().key).hex(),
         batch_interval=0.05,
     )
     asyncio.run(_submit_at_every_turn(sender, Settlement(issued.order.id, terms, bytes(32)), 1.5))

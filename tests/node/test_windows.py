@@ -12,7 +12,7 @@ from eth_utils.crypto import keccak
 from liandong.chain.escrow import MIN_DELIVERY_WINDOW
 from liandong.chain.settlement import order_terms
 from liandong.delivery.engine import WINDOW_TOO_SHORT
-from liandong.simulate import OPERATOR, LocalShop
+from liandong.devtools.simulate import LocalShop, dev_operator
 from liandong.store.models import Delivery, OrderStatus
 from sqlmodel import Session, select
 from web3 import Web3
@@ -93,7 +93,11 @@ def test_the_double_dip_has_no_way_through(shop_factory: Any) -> None:
     _rpc(shop, "evm_mine")
     late_terms = late.quote.order_terms(late_buyer.account.address)
     with pytest.raises(ContractLogicError) as too_late:
-        _call(shop, OPERATOR.address, RECORD_DELIVERY + encode([ORDER, "bytes32"], [late_terms, bytes(32)]))
+        _call(
+            shop,
+            dev_operator().address,
+            RECORD_DELIVERY + encode([ORDER, "bytes32"], [late_terms, bytes(32)]),
+        )
     assert DELIVERY_WINDOW_CLOSED in str(too_late.value.data)
     shop.start()
     late_key = late.order.chain_order_id

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIWebSocketRoute
+from liandong.devtools.simulate import dev_account
 from liandong.services.merchant_auth import SCOPES
-from liandong.simulate import dev_account
 from starlette.websockets import WebSocketDisconnect
 
 from tests.api.conftest import Api

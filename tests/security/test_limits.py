@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 from liandong.api.app import create_app, server_limits
-from liandong.chain.devnet import free_port
+from liandong.devtools.devnet import free_port
 from starlette.websockets import WebSocketDisconnect
 
 from tests.api.conftest import Api, ApiFactory

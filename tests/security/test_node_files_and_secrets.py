@@ -11,11 +11,11 @@ import stat
 from pathlib import Path
 
 import pytest
-from liandong.chain.devnet import free_port
 from liandong.core.config import Settings
 from liandong.delivery.channels import ChannelError, DeliveryNotice
 from liandong.delivery.mail import EmailChannel, is_loopback_host
 from liandong.delivery.templates import TemplateBook
+from liandong.devtools.devnet import free_port
 from liandong.vault.crypto import MasterKey
 
 from tests.cli.runner import read_until_ready, start_up, stop, up_env

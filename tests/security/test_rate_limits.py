@@ -4,7 +4,7 @@ order page load (one of each) behind a carrier NAT does not spend the others'.""
 from __future__ import annotations
 
 import pytest
-from liandong.simulate import dev_account
+from liandong.devtools.simulate import dev_account
 from starlette.websockets import WebSocketDisconnect
 
 from tests.api.conftest import ApiFactory

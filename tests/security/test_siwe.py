@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from eth_account.messages import encode_defunct
-from liandong.simulate import dev_account
+from liandong.devtools.simulate import dev_account
 
 from tests.api.conftest import Api
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from liandong.delivery.channels import DeliveryNotice, delivery_notice
-from liandong.simulate import dev_account
+from liandong.devtools.simulate import dev_account
+from liandong.events import OrderEvent
 from liandong.store.models import DeliveryAttempt, Product, ShopOrder
 from sqlmodel import Session, select
 from starlette.testclient import WebSocketTestSession
@@ -42,7 +43,7 @@ def test_anonymous_stream_on_a_real_order_is_refused(api_factory: ApiFactory) ->
         product = product_with_keys(api, "ws-keys", ["WS-1", "WS-2"])
         mine, other = buy(api, product), buy(api, product)
         path = f"/api/orders/{mine.order}/events"
-        api.context.hub.publish(mine.order, {"order": mine.order, "status": "paid"})
+        api.context.hub.publish(OrderEvent(mine.order, "paid"))
         assert refused(api, path) == 1008  # silent: closed when the time to prove it is up
         assert refused(api, path, {"type": "auth", "token": "forged"}) == 1008
         assert refused(api, path, {"type": "auth", "token": other.token}) == 1008  # another order's
@@ -53,7 +54,7 @@ def test_anonymous_stream_on_a_real_order_is_refused(api_factory: ApiFactory) ->
         with api.client.websocket_connect(path) as page:
             page.send_json({"type": "auth", "token": mine.token})
             assert page.receive_json() == {"type": "ready", "order": mine.order}
-            api.context.hub.publish(mine.order, {"order": mine.order, "status": "confirmed"})
+            api.context.hub.publish(OrderEvent(mine.order, "confirmed"))
             assert page.receive_json()["status"] == "confirmed"
 
 

@@ -11,8 +11,8 @@ from datetime import timedelta
 
 import httpx
 from liandong.core.config import Settings
-from liandong.delivery.alerts import AlertNotifier
 from liandong.delivery.webhook import SIGNATURE_HEADER, verify_webhook_signature
+from liandong.services.alerts import AlertNotifier
 from liandong.services.stats import AlertKind, alerts, efficiency
 from liandong.store.models import OperatorStatus, OrderStatus, Product, ShopOrder, utcnow
 from pydantic import SecretStr

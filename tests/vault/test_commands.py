@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from liandong.cli.vault import vault_app
 from liandong.core.config import Settings
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import CardKey
-from liandong.vault.commands import vault_app
 from liandong.vault.crypto import MasterKey, load_keyring, previous_key_file
 from liandong.vault.importer import import_keys
 from liandong.vault.service import Vault

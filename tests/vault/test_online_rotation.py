@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from liandong.simulate import LocalShop
+from liandong.devtools.simulate import LocalShop
 from liandong.store.db import make_engine
 from liandong.store.models import CardKey, OrderStatus
 from liandong.vault.crypto import Keyring, load_keyring, previous_key_file, read_key_file

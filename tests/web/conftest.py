@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from liandong.simulate import LocalShop
+from liandong.devtools.simulate import LocalShop
 from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")

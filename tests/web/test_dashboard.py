@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 from liandong.chain.quotes import NATIVE_COIN
+from liandong.devtools.simulate import LocalShop, quote_from_api
 from liandong.services.merchant_auth import create_merchant
-from liandong.simulate import LocalShop, quote_from_api
 from liandong.store.models import ShopOrder
 from playwright.sync_api import Browser, Page, expect
 from sqlmodel import Session, select

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from eth_account import Account
-from liandong.simulate import LocalShop
+from liandong.devtools.simulate import LocalShop
 from liandong.store.models import ProductPrice
 from liandong.web.texts import TEXTS
 from playwright.sync_api import Browser, Page, expect

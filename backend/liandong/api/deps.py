@@ -19,9 +19,10 @@ from liandong.chain.quotes import EscrowDomain
 from liandong.chain.settlement import Settlement
 from liandong.core.config import Settings
 from liandong.core.ratelimit import RateLimit, RateLimitExceededError, SocketCount
-from liandong.delivery.channels import DeliveryNotice, OrderEventHub
+from liandong.delivery.channels import DeliveryNotice
 from liandong.delivery.registry import ChannelRouter
 from liandong.delivery.templates import TemplateBook
+from liandong.events import OrderEventHub, StockEvent
 from liandong.services.buyer_auth import BuyerAuthError, buyer_address
 from liandong.services.imports import ImportJobs
 from liandong.services.merchant_auth import (
@@ -75,7 +76,7 @@ class ShopContext:
         self.sockets = SocketCount(self.settings.ws_max_per_client, self.settings.ws_max_total)
 
     def _stock_added(self, product_id: int, count: int) -> None:
-        self.hub.publish_feed({"type": "stock", "product_id": product_id, "change": count})
+        self.hub.publish_stock(StockEvent(product_id, count))
 
     def session(self) -> Session:
         return Session(self.engine)

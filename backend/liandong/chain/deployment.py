@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+"""The source checkout: where ape-config.yaml, contracts/ and scripts/ are."""
+
 
 class DeploymentRecord(BaseModel):
     """One escrow deployment on one chain.

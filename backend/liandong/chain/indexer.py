@@ -35,6 +35,7 @@ from liandong.chain.escrow import (
     rpc_hex,
     rpc_int,
 )
+from liandong.events import OrderEvent
 from liandong.store.models import ChainBlock, ChainCheckpoint, OrderStatus, Payment, ShopOrder, utcnow
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class IndexerStore:
         chain_id: int,
         policy: ConfirmationPolicy,
         reorg_window: int,
-        publish: Callable[[str, dict[str, Any]], None] | None = None,
+        publish: Callable[[OrderEvent], None] | None = None,
     ) -> None:
         self.engine = engine
         self.chain_id = chain_id
@@ -103,7 +104,7 @@ class IndexerStore:
         self.reorg_window = reorg_window
         self.publish = publish
         """Hears order status changes (paid, confirmations n/N, refunded) once they are committed."""
-        self._announcements: list[tuple[str, dict[str, Any]]] = []
+        self._announcements: list[OrderEvent] = []
         self._awaiting_confirmations = True
         """Whether some order may still be waiting for confirmations (checked at start-up)."""
 
@@ -193,22 +194,14 @@ class IndexerStore:
 
     def _note(self, order: ShopOrder, status: OrderStatus, **details: Any) -> None:
         self._announcements.append(
-            (
-                order.chain_order_id,
-                {
-                    "order": order.chain_order_id,
-                    "status": status.value,
-                    "product_id": order.product_id,
-                    **details,
-                },
-            )
+            OrderEvent(order.chain_order_id, status.value, product_id=order.product_id, **details)
         )
 
     def _announce(self) -> None:
         announcements, self._announcements = self._announcements, []
         if self.publish is not None:
-            for chain_order_id, event in announcements:
-                self.publish(chain_order_id, event)
+            for event in announcements:
+                self.publish(event)
 
     def _orders_named(self, session: Session, events: Sequence[EscrowEvent]) -> dict[str, ShopOrder]:
         keys = {"0x" + event.order_id.hex() for event in events}

@@ -58,7 +58,7 @@ from liandong.chain.escrow import (
     refund_batch_calldata,
     rpc_int,
 )
-from liandong.crashpoints import crash_point
+from liandong.core.crashpoints import crash_point
 from liandong.store.models import ChainTx, ChainTxStatus, OperatorStatus, OrderStatus, ShopOrder, utcnow
 
 log = logging.getLogger(__name__)

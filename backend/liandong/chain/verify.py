@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from liandong.chain.deploy import PROJECT_ROOT
+from liandong.chain.deployment import PROJECT_ROOT
 
 CONTRACT = "LiandongEscrow"
 SOURCE = "contracts/LiandongEscrow.sol"

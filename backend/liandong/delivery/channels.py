@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlmodel import Session, col, select
 
+from liandong.events import OrderEventHub
 from liandong.store.models import DeliveryAttempt, Product, ShopOrder, utcnow
 
 log = logging.getLogger(__name__)
@@ -60,18 +59,6 @@ def product_names(session: Session, product_ids: Iterable[int]) -> dict[int, str
     return {product_id: name for product_id, name in rows if product_id is not None}
 
 
-MERCHANT_FEED = "merchant"
-"""The hub's topic for the dashboard."""
-ORDER_TOPIC = "order:"
-"""Prefix of an order's topic (`order:0x…`): no order id, whatever a client sends, names the feed."""
-ACK = "ack"
-"""An event type of the hub's own: the buyer's order page says it opened the keys. It goes to the
-in-site channel waiting for it (on whichever node), never to a page or the feed."""
-ACK_MEMORY_SECONDS = 600.0
-"""An acknowledgement that came before the in-site channel asked still counts for this long."""
-MAX_REMEMBERED_ACKS = 10_000
-
-
 class ChannelError(Exception):
     """A channel could not deliver the notice; the next channel takes over."""
 
@@ -86,102 +73,6 @@ class Channel(Protocol):
 
     async def send(self, notice: DeliveryNotice) -> str | None:
         """Delivers the notice or raises ChannelError; returns the template variant it sent."""
-
-
-class OrderEventHub:
-    """In-process publish/subscribe of order events: per order (the buyer's page) and one merchant
-    feed that sees every order and stock change (the dashboard). Events are small deltas.
-
-    Topics are `order:<id>` and `merchant`, so no order id can reach the feed. Acknowledgements
-    (`acknowledge`) travel the same way as events (a cluster's hub relays them to every node) but
-    only wake the in-site channel's `wait_for_ack`."""
-
-    def __init__(self) -> None:
-        self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
-        self._acked: dict[str, float] = {}
-        self._ack_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-
-    def _subscribe(self, topic: str) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=64)
-        self._subscribers[topic].add(queue)
-        return queue
-
-    def _unsubscribe(self, topic: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        subscribers = self._subscribers.get(topic)
-        if subscribers is not None:
-            subscribers.discard(queue)
-            if not subscribers:
-                del self._subscribers[topic]
-
-    def subscribe(self, chain_order_id: str) -> asyncio.Queue[dict[str, Any]]:
-        return self._subscribe(ORDER_TOPIC + chain_order_id.lower())
-
-    def unsubscribe(self, chain_order_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self._unsubscribe(ORDER_TOPIC + chain_order_id.lower(), queue)
-
-    def subscribe_feed(self) -> asyncio.Queue[dict[str, Any]]:
-        return self._subscribe(MERCHANT_FEED)
-
-    def unsubscribe_feed(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self._unsubscribe(MERCHANT_FEED, queue)
-
-    def watched(self, chain_order_id: str) -> bool:
-        return bool(self._subscribers.get(ORDER_TOPIC + chain_order_id.lower()))
-
-    def publish(self, chain_order_id: str, event: dict[str, Any]) -> None:
-        """An order's status change: to the order's pages and to the merchant feed."""
-        self.deliver(chain_order_id.lower(), {**event, "type": "order"})
-
-    def publish_feed(self, event: dict[str, Any]) -> None:
-        """A change only the merchant sees (stock levels)."""
-        self.deliver(None, event)
-
-    def acknowledge(self, chain_order_id: str) -> None:
-        """The buyer's own (authenticated) order page opened the delivered keys."""
-        self.deliver(chain_order_id.lower(), {"type": ACK})
-
-    def deliver(self, order_topic: str | None, event: dict[str, Any]) -> None:
-        """Hands an event to this node's subscribers; a cluster's hub relays it to every node's."""
-        if event.get("type") == ACK:
-            if order_topic is not None:
-                self._acknowledged(order_topic.lower())
-            return
-        if order_topic is not None:
-            self._put(ORDER_TOPIC + order_topic.lower(), event)
-        self._put(MERCHANT_FEED, event)
-
-    def _acknowledged(self, chain_order_id: str) -> None:
-        self._acked.pop(chain_order_id, None)
-        self._acked[chain_order_id] = time.monotonic()
-        if len(self._acked) > MAX_REMEMBERED_ACKS:
-            del self._acked[next(iter(self._acked))]
-        for waiter in self._ack_waiters.get(chain_order_id, ()):
-            waiter.set()
-
-    async def wait_for_ack(self, chain_order_id: str, timeout: float) -> bool:
-        """Whether the order's page acknowledged its keys (lately, or within `timeout` seconds)."""
-        key = chain_order_id.lower()
-        acked = self._acked.get(key)
-        if acked is not None and time.monotonic() - acked < ACK_MEMORY_SECONDS:
-            return True
-        waiter = asyncio.Event()
-        self._ack_waiters[key].add(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                await waiter.wait()
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            self._ack_waiters[key].discard(waiter)
-            if not self._ack_waiters[key]:
-                del self._ack_waiters[key]
-
-    def _put(self, topic: str, event: dict[str, Any]) -> None:
-        for queue in self._subscribers.get(topic, ()):
-            if queue.full():  # a stalled reader loses its oldest events, never blocks the engine
-                queue.get_nowait()
-            queue.put_nowait(event)
 
 
 class InSiteChannel:

@@ -36,16 +36,16 @@ from sqlmodel import Session, col, func, select
 
 from liandong.chain.indexer import ConfirmedOrder
 from liandong.chain.settlement import Settlement, order_terms, settlement_of
-from liandong.crashpoints import crash_point
+from liandong.core.crashpoints import crash_point
 from liandong.delivery.channels import (
     Channel,
     DeliveryNotice,
-    OrderEventHub,
     delivery_notice,
     notify,
     product_names,
 )
 from liandong.delivery.pool import KeyPool
+from liandong.events import OrderEvent, OrderEventHub, StockEvent
 from liandong.store.models import CardKey, Delivery, DeliveryAttempt, OrderStatus, ShopOrder, utcnow
 from liandong.vault.crypto import delivery_commitment, new_salt
 from liandong.vault.service import Vault
@@ -433,17 +433,12 @@ class DeliveryEngine:
         """Tells the order pages and the merchant feed what the committed batch did."""
         for notice in outcome.notices:
             self.hub.publish(
-                notice.chain_order_id,
-                {
-                    "order": notice.chain_order_id,
-                    "status": "delivered",
-                    "commitment": notice.commitment,
-                },
+                OrderEvent(notice.chain_order_id, OrderStatus.DELIVERED.value, commitment=notice.commitment)
             )
         for chain_order_id in outcome.refunding:
-            self.hub.publish(chain_order_id, {"order": chain_order_id, "status": "refunding"})
+            self.hub.publish(OrderEvent(chain_order_id, OrderStatus.REFUNDING.value))
         for product_id, count in outcome.sold.items():
-            self.hub.publish_feed({"type": "stock", "product_id": product_id, "change": -count})
+            self.hub.publish_stock(StockEvent(product_id, -count))
 
     async def notify(self, notices: Sequence[DeliveryNotice]) -> list[DeliveryAttempt]:
         """Tells the buyers through the channels, then records every attempt and clears the orders'

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from liandong.core.config import Settings
-from liandong.delivery.channels import Channel, InSiteChannel, OrderEventHub
+from liandong.delivery.channels import Channel, InSiteChannel
 from liandong.delivery.mail import EmailChannel
 from liandong.delivery.sms import SmsChannel
 from liandong.delivery.templates import TemplateBook
 from liandong.delivery.webhook import WebhookChannel
+from liandong.events import OrderEventHub
 from liandong.store.models import ChannelSetting
 
 CHANNEL_NAMES = ("in-site", "email", "sms", "webhook")

@@ -22,8 +22,8 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from liandong.api.deps import Shop, ShopContext
-from liandong.chain.devnet import rpc_call
 from liandong.chain.quotes import NATIVE_COIN
+from liandong.chain.rpc import rpc_call
 from liandong.services import catalogue
 from liandong.store.models import ProductPrice
 from liandong.web.texts import TEXTS

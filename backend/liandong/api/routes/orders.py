@@ -20,8 +20,10 @@ from liandong.api.deps import (
     ws_shop,
 )
 from liandong.delivery.channels import DeliveryNotice
+from liandong.events import OrderEvent
 from liandong.services import order_admin
 from liandong.services.order_admin import AttemptView, OrderAdminError
+from liandong.store.models import OrderStatus
 
 router = APIRouter(prefix="/api/merchant", tags=["merchant: orders"])
 
@@ -71,7 +73,7 @@ def refund(order_id: str, request: RefundRequest, context: Shop, _: OrdersWrite)
         except OrderAdminError as error:
             raise HTTPException(status_code=409, detail=str(error)) from None
     context.settle([settlement])
-    context.hub.publish(order_id.lower(), {"order": order_id.lower(), "status": "refunding"})
+    context.hub.publish(OrderEvent(order_id, OrderStatus.REFUNDING.value))
     return RefundResponse(
         order=order_id.lower(), status="refunding", detail="the refund transaction is on its way"
     )

@@ -1,12 +1,13 @@
-"""The `liandong` command: run the shop, operate it, audit it. The commands live in
-`liandong.commands` (and the vault's in `liandong.vault.commands`); this module only wires them."""
+"""The `liandong` command: run the shop (`run`), operate it (`merchant`, `operate`, `vault`), audit
+it (`audit`). Each group lives in its own module of this package; this one only wires them, and
+`python -m liandong` runs the same app."""
 
 from __future__ import annotations
 
 import typer
 
-from liandong.commands import audit, merchant, operate, run
-from liandong.vault.commands import vault_app
+from liandong.cli import audit, merchant, operate, run
+from liandong.cli.vault import vault_app
 
 app = typer.Typer(
     help="链动小铺 Liandong: a card-key shop paid through an on-chain escrow.", no_args_is_help=True

@@ -1,4 +1,5 @@
-"""Deploying from the shop: runs the merchants' own `ape run deploy`, so there is one deploy path."""
+"""Deploying a local escrow for `up`, the tests and the benchmarks: runs the merchants' own
+`ape run deploy`, so there is one deploy path."""
 
 from __future__ import annotations
 
@@ -6,10 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from liandong.chain.deployment import DeploymentRecord
-
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-"""The source checkout: where ape-config.yaml, contracts/ and scripts/ are."""
+from liandong.chain.deployment import PROJECT_ROOT, DeploymentRecord
 
 
 def deploy_local_escrow(rpc_url: str, record_path: Path) -> DeploymentRecord:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from liandong.audit import (
+from liandong.audit.report import (
     BOOK_COLUMNS,
     FINDING_COLUMNS,
     MOVEMENT_COLUMNS,
@@ -28,9 +28,9 @@ from liandong.audit import (
     order_row,
     reconcile,
 )
-from liandong.chain.devnet import rpc_call
+from liandong.chain.rpc import rpc_call
 from liandong.chain.verify import VerificationError, verify_escrow
-from liandong.commands.common import console, fail, progress_bar
+from liandong.cli.common import console, fail, progress_bar
 from liandong.core.config import Settings
 from liandong.store.db import make_engine
 from liandong.vault.crypto import delivery_commitment, load_keyring

@@ -17,14 +17,14 @@ import typer
 from pydantic import SecretStr
 from rich.table import Table
 
-from liandong.chain.deploy import deploy_local_escrow
 from liandong.chain.deployment import DeploymentRecord
-from liandong.chain.devnet import DEV_CHAIN_ID, Anvil
-from liandong.commands.common import console, deployment, fail
+from liandong.cli.common import console, deployment, fail
 from liandong.core.config import Settings
-from liandong.demo import DEMO_MERCHANT, seed_demo_shop
-from liandong.node import run_node
-from liandong.simulate import OPERATOR, dev_account
+from liandong.devtools.demo import DEMO_MERCHANT, seed_demo_shop
+from liandong.devtools.deploy import deploy_local_escrow
+from liandong.devtools.devnet import DEV_CHAIN_ID, Anvil
+from liandong.devtools.simulate import dev_account, dev_operator
+from liandong.runtime.node import run_node
 from liandong.store.db import make_engine, migrate, prepare_data_dir
 from liandong.vault.crypto import load_keyring
 from liandong.vault.service import Vault
@@ -124,7 +124,7 @@ def _on_embedded_chain(settings: Settings, anvil_port: int | None) -> None:
             record = deploy_local_escrow(chain.http_url, settings.deployment_file)
             demo: dict[str, object] = {
                 "rpc_url": chain.http_url,
-                "operator_key": SecretStr("0x" + bytes(OPERATOR.key).hex()),
+                "operator_key": SecretStr("0x" + bytes(dev_operator().key).hex()),
             }
             if "quote_rate_limit" not in settings.model_fields_set:
                 demo["quote_rate_limit"] = DEMO_QUOTE_RATE_LIMIT

@@ -6,6 +6,7 @@ Used by the tests, the benchmarks and `liandong simulate`; nothing here is meant
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -29,9 +30,9 @@ from sqlmodel import Session, col, select
 from web3 import Web3
 
 from liandong.chain.deployment import DeploymentRecord
-from liandong.chain.devnet import DEV_MNEMONIC, Anvil, free_port
 from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote
 from liandong.core.config import Settings
+from liandong.devtools.devnet import DEV_MNEMONIC, Anvil, free_port
 from liandong.services.orders import DELIVERY_WINDOW_SECONDS, IssuedQuote, create_quote
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import OrderStatus, Product, ProductPrice, ShopOrder, as_utc, utcnow
@@ -42,11 +43,17 @@ from liandong.vault.service import Vault
 PAY = keccak(text="pay((bytes32,uint256,uint256,address,uint256,address,uint64,uint64),bytes)")[:4]
 
 
+@functools.cache
 def dev_account(index: int) -> LocalAccount:
-    """Account `index` of anvil's dev mnemonic."""
+    """Account `index` of anvil's dev mnemonic (derived when first asked for, not at import)."""
     Account.enable_unaudited_hdwallet_features()
     account: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
     return account
+
+
+def dev_operator() -> LocalAccount:
+    """The operator of a local shop: dev account 0, which also deploys the escrow."""
+    return dev_account(0)
 
 
 def pay_calldata(quote: Quote, signature: bytes) -> bytes:
@@ -102,7 +109,6 @@ def quote_from_api(terms: dict[str, Any]) -> Quote:
     )
 
 
-OPERATOR = dev_account(0)
 PRICE = 10**15
 SIMULATED_BUYERS = tuple(range(1, 9))
 """The dev accounts `liandong simulate` pays from: not #0, which deploys and operates (its nonces
@@ -263,7 +269,7 @@ class LocalShop:
             **os.environ,
             "LIANDONG_DATA_DIR": str(self.data_dir),
             "LIANDONG_RPC_URL": self.anvil.http_url,
-            "LIANDONG_OPERATOR_KEY": "0x" + bytes(OPERATOR.key).hex(),
+            "LIANDONG_OPERATOR_KEY": "0x" + bytes(dev_operator().key).hex(),
             "LIANDONG_CONFIRMATIONS": str(self.confirmations),
             "LIANDONG_SETTLEMENT_BATCH_INTERVAL": "0.1",
             "LIANDONG_STUCK_TRANSACTION_SECONDS": str(self.stuck_seconds),
@@ -327,7 +333,7 @@ class LocalShop:
             return create_quote(
                 session,
                 self.domain,
-                "0x" + bytes(OPERATOR.key).hex(),
+                "0x" + bytes(dev_operator().key).hex(),
                 product_id=product_id,
                 quantity=quantity,
                 token=NATIVE_COIN,

@@ -20,13 +20,13 @@ from liandong.chain.deployment import DeploymentRecord
 from liandong.chain.indexer import ConfirmationPolicy, ConfirmedOrder, Indexer, IndexerStore
 from liandong.chain.quotes import EscrowDomain
 from liandong.chain.settlement import Settlement, SettlementSender
-from liandong.cluster import CONFIRMED, SETTLE, Cluster, ClusterHub
 from liandong.core.config import Settings
-from liandong.delivery.alerts import AlertNotifier
-from liandong.delivery.channels import OrderEventHub
 from liandong.delivery.engine import DeliveryEngine
 from liandong.delivery.registry import ChannelRouter
 from liandong.delivery.templates import TemplateBook
+from liandong.events import OrderEventHub
+from liandong.runtime.cluster import CONFIRMED, SETTLE, Cluster, ClusterHub
+from liandong.services.alerts import AlertNotifier
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import ChainCheckpoint
 from liandong.vault.crypto import load_keyring

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from liandong.commands.common import shop_engine
+from liandong.cli.common import shop_engine
 from liandong.vault.crypto import previous_key_file
 from liandong.vault.rotation import (
     REENCRYPT_BATCH,

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from liandong.chain.deployment import DeploymentRecord
 from liandong.chain.quotes import NATIVE_COIN
-from liandong.commands.common import console, fail, progress_bar, shop_engine
+from liandong.cli.common import console, fail, progress_bar, shop_engine
 from liandong.core.config import Settings
 from liandong.services import catalogue, order_admin
 from liandong.services.merchant_auth import AccountError, create_merchant

@@ -6,7 +6,6 @@ and a port is only reused once the node on it has answered.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import socket
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from liandong.chain.rpc import rpc_call
+
 # anvil's well-known dev accounts come from this mnemonic; never fund them on a real chain.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_CHAIN_ID = 31337
@@ -28,17 +29,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def rpc_call(url: str, method: str, params: list[object] | None = None, timeout: float = 5.0) -> object:
-    """One JSON-RPC call without web3: enough to probe and steer a dev node."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-        reply = json.load(response)
-    if "error" in reply:
-        raise RuntimeError(f"{method} failed: {reply['error']}")
-    return reply["result"]
 
 
 @dataclass

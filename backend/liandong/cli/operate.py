@@ -11,12 +11,12 @@ from rich.table import Table
 from sqlmodel import Session
 from web3 import Web3
 
-from liandong.chain.devnet import DEV_CHAIN_ID, rpc_call
 from liandong.chain.quotes import NATIVE_COIN
-from liandong.commands.common import chain_url, console, deployment, fail, progress_bar, shop_engine
+from liandong.chain.rpc import rpc_call
+from liandong.cli.common import chain_url, console, deployment, fail, progress_bar, shop_engine
 from liandong.core.config import Settings
-from liandong.services import stats
-from liandong.simulate import (
+from liandong.devtools.devnet import DEV_CHAIN_ID
+from liandong.devtools.simulate import (
     SIMULATED_BUYERS,
     DevBuyer,
     SimulationError,
@@ -25,6 +25,7 @@ from liandong.simulate import (
     dev_account,
     place_orders,
 )
+from liandong.services import stats
 from liandong.store.models import ChainCheckpoint
 
 

@@ -41,7 +41,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from liandong.delivery.channels import OrderEventHub
+from liandong.events import OrderEventHub
 from liandong.store.db import KEEPALIVES
 
 log = logging.getLogger(__name__)

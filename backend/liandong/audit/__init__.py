@@ -1,0 +1,2 @@
+"""The auditor's view: what the escrow's events and storage say happened, reconciled with the shop's
+database. It reads the chain with its own small JSON-RPC client, not the indexer's."""
