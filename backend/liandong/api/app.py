@@ -16,10 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from liandong import __version__
 from liandong.api.deps import Shop, ShopContext
-from liandong.api.routes import catalogue, merchants, orders, shop, stats
+from liandong.api.routes import catalogue, merchants, orders, pages, shop, stats
 from liandong.core.config import Settings
 from liandong.core.ratelimit import RateLimitExceededError
-from liandong.web import pages
 
 log = logging.getLogger(__name__)
 

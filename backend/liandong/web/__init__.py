@@ -1,1 +1,3 @@
-"""The web pages: storefront, order page and merchant dashboard, with their static assets."""
+"""What the pages are made of: Jinja templates, static assets and every text in both languages
+(`texts`). No Python here imports the API: the page routes that render these live with the other
+routes, in `liandong.api.routes.pages`."""

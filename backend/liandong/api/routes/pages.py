@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 from sqlmodel import select
 
+from liandong import web
 from liandong.api.deps import Shop, ShopContext
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.chain.rpc import rpc_call
@@ -28,7 +29,7 @@ from liandong.services import catalogue
 from liandong.store.models import ProductPrice
 from liandong.web.texts import TEXTS
 
-WEB_DIR = Path(__file__).parent
+WEB_DIR = Path(web.__file__).parent
 STATIC_DIR = WEB_DIR / "static"
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
 router = APIRouter(include_in_schema=False)
