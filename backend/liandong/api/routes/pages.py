@@ -1,7 +1,7 @@
 """The web pages: the storefront, the buyer's order page and the merchant dashboard.
 
 Rendered here with Jinja2; the JavaScript they need (wallet payment, live status, key decryption,
-the dashboard's charts) is in `static/`, beside ethers and Chart.js, which `toolchain/setup.sh`
+the dashboard's charts) is in `liandong/web/static/`, beside ethers and Chart.js, which `toolchain/setup.sh`
 copies from node_modules into `static/vendor/`. Every asset comes from the shop itself: no CDN, and
 a Content-Security-Policy that allows nothing else.
 
