@@ -1,0 +1,239 @@
+"""The indexer proper: brings the checkpoint to the chain's head, block by block where reorgs happen.
+
+Whatever brought the head (`heads`), the same `sync` closes the gap from the checkpoint with
+`eth_getLogs`: in ranges far from the head, block by block (by block hash) near it, where each
+block's parent hash is checked against the stored one to notice a reorganisation, which rolls the
+store back to the newest block still canonical. The logs are read raw and decoded here; what they
+do to the orders is the store's (`store`), one transaction per run of blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.types import RPCEndpoint
+
+from liandong.chain.escrow import SETTLEMENT_TOPICS, decode_log
+from liandong.chain.indexer.heads import Header, HeadSource, PollingHeads, WebsocketHeads, safety_poll
+from liandong.chain.indexer.store import ConfirmedOrder, IndexerStore
+
+log = logging.getLogger(__name__)
+
+_TOPIC_HEXES = ["0x" + topic.hex() for topic in SETTLEMENT_TOPICS]
+
+
+class Indexer:
+    """Follows one escrow on one chain; `on_confirmed` hears of orders whose keys may go out."""
+
+    def __init__(
+        self,
+        store: IndexerStore,
+        http_url: str,
+        ws_url: str | None,
+        escrow: str,
+        start_block: int,
+        on_confirmed: Callable[[list[ConfirmedOrder]], None],
+        *,
+        backfill_chunk: int = 2_000,
+        poll_interval: float = 0.25,
+        safety_poll_interval: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.rpc = AsyncWeb3(AsyncHTTPProvider(http_url, request_kwargs={"timeout": 10}))
+        self.escrow = AsyncWeb3.to_checksum_address(escrow)
+        self.start_block = start_block
+        self.on_confirmed = on_confirmed
+        self.backfill_chunk = backfill_chunk
+        self.poll_interval = poll_interval
+        self.safety_poll_interval = safety_poll_interval
+        self.polling = PollingHeads(self.rpc, poll_interval)
+        self.heads: HeadSource = self.polling if ws_url is None else WebsocketHeads(ws_url, self.polling)
+        self._headers: dict[int, Header] = {}
+        self._head = -1
+        self._position = -1
+        self._position_hash = ""
+        self.head_time = 0
+        """The newest block timestamp seen: the chain's clock, which the escrow's deadlines follow."""
+        self._tip_suspect = True
+        """Check at the next sync whether our last block is still canonical (start-up, safety poll,
+        or a head at or below our height)."""
+        self._wake = asyncio.Event()
+
+    @property
+    def mode(self) -> str:
+        """How heads arrive now ("starting", "websocket", "polling"): the node's health shows it."""
+        return self.heads.mode
+
+    # ------------------------------------------------------------------ heads
+
+    def note_head(self, header: Header) -> None:
+        if header.number <= self._position:  # a block at a height we already passed: a reorg
+            self._tip_suspect = True
+        self._headers[header.number] = header
+        self.head_time = max(self.head_time, header.timestamp)
+        if len(self._headers) > 256:
+            for number in sorted(self._headers)[:-128]:
+                del self._headers[number]
+        self._head = max(self._head, header.number)
+        self._wake.set()
+
+    def note_height(self, number: int) -> None:
+        if number > self._head:
+            self._head = number
+            self._wake.set()
+
+    def suspect_tip(self) -> None:
+        self._tip_suspect = True
+        self._wake.set()
+
+    # ------------------------------------------------------------------- sync
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.heads.follow(self))
+            tasks.create_task(safety_poll(self.polling, self, self.safety_poll_interval))
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                try:
+                    await self.sync()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("sync failed; retrying")
+                    self._position = -1  # resume from the checkpoint the database holds
+                    await asyncio.sleep(self.poll_interval)
+                    self._wake.set()
+
+    async def header(self, number: int) -> Header:
+        cached = self._headers.get(number)
+        if cached is not None:
+            return cached
+        block = await self.rpc.eth.get_block(number)
+        header = Header.from_rpc(block)
+        self.head_time = max(self.head_time, header.timestamp)
+        return header
+
+    async def sync(self) -> None:
+        """Brings the checkpoint to the head the indexer knows of."""
+        if self._position < 0:  # first round: where the store left off (the database is the truth)
+            checkpoint = self.store.checkpoint()
+            if checkpoint is None:
+                self.store.start_at(await self.header(max(self.start_block - 1, 0)))
+                checkpoint = self.store.checkpoint()
+                assert checkpoint is not None
+            self._position, self._position_hash = checkpoint.block_number, checkpoint.block_hash
+        if self._head < 0:
+            await self.polling.poll(self)
+        position, position_hash = self._position, self._position_hash
+        if self._tip_suspect:
+            self._tip_suspect = False
+            position, position_hash = await self._check_tip(position, position_hash)
+            self._position, self._position_hash = position, position_hash
+        while position < self._head:
+            head = self._head
+            if head - position > self.store.reorg_window:
+                upto = min(position + self.backfill_chunk, head - self.store.reorg_window)
+                await self._apply_range(position + 1, upto, head)
+                position = upto
+                position_hash = (await self.header(upto)).hash
+                self._position, self._position_hash = position, position_hash
+                continue
+            headers = await self._linked_headers(position, position_hash, head)
+            if not headers:
+                position, position_hash = await self._handle_reorg(position)
+                self._position, self._position_hash = position, position_hash
+                continue
+            logs = await self._logs(headers[0].number, headers[-1].number)
+            hashes = {header.number: header.hash for header in headers}
+            raced = {
+                int(entry["blockNumber"], 16)
+                for entry in logs
+                if entry["blockHash"] != hashes[int(entry["blockNumber"], 16)]
+            }
+            if raced:  # a reorg between the headers and the logs: read those blocks again
+                for number in raced:
+                    self._headers.pop(number, None)
+                continue
+            self._apply(logs, headers, head)
+            position, position_hash = headers[-1].number, headers[-1].hash
+            self._position, self._position_hash = position, position_hash
+
+    async def _logs(self, first: int, last: int) -> list[dict[str, Any]]:
+        """The escrow's settlement logs in blocks `first`..`last`, as the node sends them: web3's
+        result formatting costs more than the decoding itself at a few hundred logs a block."""
+        response = await self.rpc.provider.make_request(
+            RPCEndpoint("eth_getLogs"),
+            [
+                {
+                    "fromBlock": hex(first),
+                    "toBlock": hex(last),
+                    "address": self.escrow,
+                    "topics": [_TOPIC_HEXES],
+                }
+            ],
+        )
+        if "error" in response:
+            raise RuntimeError(f"eth_getLogs failed: {response['error']}")
+        logs: list[dict[str, Any]] = response["result"]
+        return logs
+
+    async def _linked_headers(self, position: int, position_hash: str, head: int) -> list[Header]:
+        """The headers after `position` up to `head` that extend it parent by parent (at most 256).
+
+        Empty when the very next block does not build on `position`: the chain reorganised there.
+        """
+        linked: list[Header] = []
+        parent_hash = position_hash
+        for number in range(position + 1, min(head, position + 256) + 1):
+            header = await self.header(number)
+            if header.parent_hash != parent_hash:
+                for stale in [n for n in self._headers if n >= number]:
+                    del self._headers[stale]  # cached from before a reorg; read again next round
+                break
+            linked.append(header)
+            parent_hash = header.hash
+        return linked
+
+    async def _apply_range(self, first: int, last: int, head: int) -> None:
+        logs = await self._logs(first, last)
+        upto = await self.header(last)
+        events = [event for event in map(decode_log, logs) if event is not None]
+        self._deliver_confirmed(self.store.apply(events, [], upto, head))
+
+    def _apply(self, logs: Sequence[Any], headers: Sequence[Header], head: int) -> None:
+        events = [event for event in map(decode_log, logs) if event is not None]
+        self._deliver_confirmed(self.store.apply(events, headers, headers[-1], head))
+
+    def _deliver_confirmed(self, confirmed: list[ConfirmedOrder]) -> None:
+        if confirmed:
+            self.on_confirmed(confirmed)
+
+    async def _check_tip(self, position: int, position_hash: str) -> tuple[int, str]:
+        """A reorg to a chain no longer than ours shows only as a new hash at our own height."""
+        canonical = Header.from_rpc(await self.rpc.eth.get_block(position))
+        if canonical.hash == position_hash:
+            return position, position_hash
+        self._headers.pop(position, None)
+        return await self._handle_reorg(position)
+
+    async def _handle_reorg(self, position: int) -> tuple[int, str]:
+        """Finds the newest block we stored that is still canonical and rolls back to it."""
+        number = position
+        while number >= 0:
+            stored = self.store.stored_hash(number)
+            block = await self.rpc.eth.get_block(number)
+            canonical = Header.from_rpc(block)
+            if stored is None or stored == canonical.hash:
+                break
+            number -= 1
+        for stale in [n for n in self._headers if n > number]:
+            del self._headers[stale]
+        ancestor = Header.from_rpc(await self.rpc.eth.get_block(number))
+        orphaned = self.store.rollback_to(ancestor)
+        log.warning("reorg: rolled back to block %s (%s payments orphaned)", number, orphaned)
+        return ancestor.number, ancestor.hash
