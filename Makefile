@@ -20,6 +20,7 @@ setup:
 lint:
 	ruff check .
 	ruff format --check .
+	lint-imports --no-cache
 
 typecheck:
 	mypy

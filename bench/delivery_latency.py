@@ -59,13 +59,14 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import aiohttp
-import psycopg
 import websockets
 from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote
 from liandong.chain.rpc import rpc_call
+from liandong.core.figures import PERCENTILES, percentile
 from liandong.devtools.deploy import deploy_local_escrow
 from liandong.devtools.devnet import Anvil
-from liandong.devtools.simulate import OPERATOR, LocalShop, dev_account, pay_calldata
+from liandong.devtools.postgres import scratch_database
+from liandong.devtools.simulate import LocalShop, dev_account, dev_operator, pay_calldata
 from liandong.services.orders import create_quote
 from liandong.store.db import make_engine
 from liandong.store.models import OrderStatus, Payment, ShopOrder
@@ -93,7 +94,7 @@ def _make_quotes(
 ) -> list[tuple[Quote, bytes]]:
     """Worker-process body: `count` quotes through the shop's own `create_quote`."""
     engine = make_engine(database_url)
-    operator_key = "0x" + bytes(OPERATOR.key).hex()
+    operator_key = "0x" + bytes(dev_operator().key).hex()
     issued = []
     with Session(engine) as session:
         for _ in range(count):
@@ -247,11 +248,6 @@ def epoch(moment: datetime) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def percentile(values: Sequence[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
-
-
 @dataclass
 class Result:
     mode: str
@@ -270,8 +266,8 @@ class Result:
     missing_heads: int
 
     def cells(self) -> list[str]:
-        lat = self.latencies_ms
-        figures = [percentile(lat, p) for p in (0.5, 0.95, 0.99)] + [max(lat)] if lat else [float("nan")] * 4
+        lat = sorted(self.latencies_ms)
+        figures = [percentile(lat, p) for p in PERCENTILES] + [max(lat)] if lat else [float("nan")] * 4
         per_order = max(self.delivered, 1)
         return [
             self.mode,
@@ -445,14 +441,8 @@ def own_database(server: str | None) -> Iterator[str | None]:
     if server is None:
         yield None
         return
-    name = f"liandong_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with scratch_database(server, "liandong_bench") as database_url:
+        yield database_url
 
 
 @contextlib.contextmanager
@@ -519,7 +509,7 @@ def report(results: Sequence[Result], args: argparse.Namespace) -> None:
         name = f"{mode} {label.removeprefix('ramp').strip()}".strip()
         first = next((r for r in ramp if r.rate == args.rates[0]), None)
         if first is not None:
-            p99 = percentile(first.latencies_ms, 0.99)
+            p99 = percentile(sorted(first.latencies_ms), 99)
             verdict = "met" if p99 <= TARGET_P99_MS and first.delivered == first.sent else "MISS"
             print(
                 f"{name}: p99 at {first.rate:g} orders/s = {p99:.0f} ms "
@@ -528,7 +518,7 @@ def report(results: Sequence[Result], args: argparse.Namespace) -> None:
         sustained = [
             r.rate
             for r in ramp
-            if percentile(r.latencies_ms, 0.99) <= SUSTAINED_P99_MS and r.delivered == r.sent
+            if percentile(sorted(r.latencies_ms), 99) <= SUSTAINED_P99_MS and r.delivered == r.sent
         ]
         print(
             f"{name}: highest ramp rate with p99 <= {SUSTAINED_P99_MS:.0f} ms and all delivered: "

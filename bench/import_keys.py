@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from liandong.store.db import make_engine, migrate
+from liandong.core.config import Settings
+from liandong.store.db import open_shop_database
 from liandong.store.models import Product
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.importer import import_keys
@@ -62,9 +63,7 @@ def timed_import(engine: Engine, vault: Vault, product_id: int, label: str, data
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
-        url = f"sqlite:///{Path(directory) / 'bench.db'}"
-        migrate(url)
-        engine = make_engine(url)
+        engine = open_shop_database(Settings(data_dir=Path(directory), database_url=None))
         keyring = Keyring(MasterKey.generate())
         vault = Vault(keyring)
         for size in SIZES:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from liandong.devtools.deploy import deploy_local_escrow
 from liandong.devtools.devnet import Anvil
+from liandong.devtools.postgres import scratch_database
 from liandong.devtools.simulate import LocalShop
 from liandong.store.db import make_engine, migrate
 from sqlalchemy import Engine
@@ -31,15 +30,8 @@ POSTGRES_SERVER = os.environ.get("LIANDONG_TEST_POSTGRES", "postgresql://postgre
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
     """A database of the caller's own on the machine's PostgreSQL server, dropped afterwards."""
-    name = f"liandong_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        server = POSTGRES_SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        yield f"{server}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_SERVER, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with scratch_database(POSTGRES_SERVER, "liandong_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""The API in process (FastAPI's TestClient) over the real services, a real SQLite database and
-an escrow deployed on a real anvil; the node's loops (indexer, sender) are not running here."""
+"""The API in process (FastAPI's TestClient) over a node's real parts (`assemble`), a real SQLite
+database and an escrow deployed on a real anvil; the node's loops (indexer, sender) are not running
+here: a test delivers by hand (`Api.deliver`)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,17 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from liandong.api.app import create_app
 from liandong.api.deps import ShopContext
 from liandong.chain.deployment import DeploymentRecord
-from liandong.chain.quotes import NATIVE_COIN, EscrowDomain
-from liandong.chain.settlement import SettlementSender
+from liandong.chain.quotes import NATIVE_COIN
 from liandong.core.config import Settings
 from liandong.delivery.engine import DeliveryEngine
-from liandong.delivery.registry import ChannelRouter
-from liandong.delivery.templates import TemplateBook
 from liandong.devtools.deploy import deploy_local_escrow
 from liandong.devtools.devnet import Anvil
 from liandong.devtools.simulate import dev_operator
-from liandong.events import OrderEventHub
+from liandong.runtime.node import Node, assemble
 from liandong.services.merchant_auth import create_api_token, create_merchant
 from liandong.store.models import OrderStatus, ShopOrder
-from liandong.vault.crypto import Keyring, MasterKey
-from liandong.vault.service import Vault
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -56,8 +51,15 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
 @dataclass
 class Api:
     client: TestClient
-    context: ShopContext
-    delivery: DeliveryEngine
+    node: Node
+
+    @property
+    def context(self) -> ShopContext:
+        return self.node.context
+
+    @property
+    def delivery(self) -> DeliveryEngine:
+        return self.node.delivery
 
     def merchant_token(self, *scopes: str) -> dict[str, str]:
         with Session(self.context.engine) as session:
@@ -103,10 +105,14 @@ PUBLIC_URL = "http://shop.test"
 
 @contextlib.contextmanager
 def build_api(tmp_path: Path, engine: Engine, chain: Chain, **overrides: Any) -> Iterator[Api]:
-    """The app over real services; `overrides` are settings (e.g. SMTP, limits)."""
+    """The node's app over its real parts (`assemble`) on the test's database; `overrides` are
+    settings (e.g. SMTP, limits)."""
     values: dict[str, Any] = {
         "data_dir": tmp_path,
+        "database_url": engine.url.render_as_string(hide_password=False),
         "public_url": PUBLIC_URL,
+        "rpc_url": chain.rpc_url,
+        "operator_key": OPERATOR_KEY,
         "quote_rate_limit": "1000/minute",
         "key_rate_limit": "1000/minute",
         "status_rate_limit": "1000/minute",
@@ -114,38 +120,11 @@ def build_api(tmp_path: Path, engine: Engine, chain: Chain, **overrides: Any) ->
         "ws_rate_limit": "1000/minute",
         **overrides,
     }
-    settings = Settings(**values, _env_file=None)  # type: ignore[call-arg]
-    vault = Vault(Keyring(MasterKey.generate()))
-    hub = OrderEventHub()
-    templates = TemplateBook()
-    router = ChannelRouter(settings, hub, templates)
-    escrow = chain.record
-    sender = SettlementSender(engine, chain.rpc_url, escrow.chain_id, escrow.escrow, OPERATOR_KEY)
-    delivery = DeliveryEngine(engine, vault, [], sender.submit, hub=hub, public_url=PUBLIC_URL)
+    node = assemble(Settings(**values, _env_file=None), chain.record, engine=engine)  # type: ignore[call-arg]
     with Session(engine) as session:
         create_merchant(session, *MERCHANT)
-
-    def channels_changed() -> None:
-        with Session(engine) as session:
-            templates.reload(session)
-            delivery.channels = router.ordered(session)
-
-    context = ShopContext(
-        settings=settings,
-        engine=engine,
-        vault=vault,
-        hub=hub,
-        domain=EscrowDomain(escrow.chain_id, escrow.escrow),
-        operator_key=OPERATOR_KEY,
-        settle=sender.submit,
-        resend=delivery.notify,
-        channels=router,
-        templates=templates,
-        on_channels_changed=channels_changed,
-        health=lambda: {"status": "ok"},
-    )
-    with TestClient(create_app(context), headers={"Origin": PUBLIC_URL}) as client:
-        yield Api(client, context, delivery)
+    with TestClient(node.app, headers={"Origin": PUBLIC_URL}) as client:
+        yield Api(client, node)
 
 
 ApiFactory = Callable[..., contextlib.AbstractContextManager[Api]]

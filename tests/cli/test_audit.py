@@ -12,9 +12,9 @@ from eth_utils.crypto import keccak
 from liandong.chain.escrow import record_deliveries_calldata
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.chain.settlement import order_terms
-from liandong.devtools.simulate import OPERATOR, PRICE, LocalShop
-from liandong.store.models import CardKey, Delivery, OrderStatus
-from sqlmodel import Session, select
+from liandong.devtools.simulate import PRICE, LocalShop, dev_operator
+from liandong.store.models import OrderStatus
+from sqlmodel import Session
 
 from tests.cli.runner import run
 
@@ -29,19 +29,19 @@ def _rpc(shop: LocalShop, method: str, *params: Any) -> Any:
 def _send_as_operator(shop: LocalShop, data: bytes) -> None:
     """A transaction from the operator key (also the escrow's owner on the dev chain), unmined."""
     base_fee = int(shop.w3.eth.get_block("latest").get("baseFeePerGas", 0))
-    signed = OPERATOR.sign_transaction(
-        {
-            "type": 2,
-            "chainId": shop.record.chain_id,
-            "nonce": shop.w3.eth.get_transaction_count(OPERATOR.address, "pending"),
-            "to": shop.record.escrow,
-            "data": data,
-            "value": 0,
-            "gas": 300_000,
-            "maxFeePerGas": 2 * base_fee + 10**9,
-            "maxPriorityFeePerGas": 10**9,
-        }
-    )
+    operator = dev_operator()
+    transaction: dict[str, Any] = {
+        "type": 2,
+        "chainId": shop.record.chain_id,
+        "nonce": shop.w3.eth.get_transaction_count(operator.address, "pending"),
+        "to": shop.record.escrow,
+        "data": data,
+        "value": 0,
+        "gas": 300_000,
+        "maxFeePerGas": 2 * base_fee + 10**9,
+        "maxPriorityFeePerGas": 10**9,
+    }
+    signed = operator.sign_transaction(transaction)
     shop.w3.eth.send_raw_transaction(signed.raw_transaction)
 
 
@@ -53,10 +53,8 @@ def _audit(shop: LocalShop, *extra: str) -> Any:
 def _key_of(shop: LocalShop, chain_order_id: str) -> str:
     order = shop.order(chain_order_id)
     with Session(shop.engine) as session:
-        ciphertext = session.exec(
-            select(CardKey.ciphertext).join(Delivery).where(Delivery.order_id == order.id)
-        ).one()
-        return shop.vault.decrypt(session, order.product_id, ciphertext)
+        (key,) = shop.vault.delivered_keys(session, order)
+        return key
 
 
 def _plant_a_forged_commitment(shop: LocalShop, product: int) -> str:

@@ -89,6 +89,18 @@ def pay_steadily(shop: LocalShop, quotes: list[Any], rate: float, done: threadin
     done.set()
 
 
+def paying(
+    shop: LocalShop, product: int, orders: int, rate: float
+) -> tuple[threading.Thread, threading.Event]:
+    """`orders` quotes of `product`, paid at `rate` a second by a thread: the thread, and the event
+    it sets once every quote is paid."""
+    quotes = [shop.quote(product) for _ in range(orders)]
+    done = threading.Event()
+    payer = threading.Thread(target=pay_steadily, args=(shop, quotes, rate, done), daemon=True)
+    payer.start()
+    return payer, done
+
+
 def settled(shop: LocalShop) -> tuple[int, int]:
     with Session(shop.engine) as session:
         rows = session.exec(
@@ -109,10 +121,7 @@ def test_killing_the_leader_and_workers_at_random_loses_nothing(cluster_shop: Lo
     product = shop.add_product("fault", [f"F-{n:05}" for n in range(stock)])
     start_cluster(shop, 3)
     one_leader(shop, 15)
-    quotes = [shop.quote(product) for _ in range(orders)]
-    done = threading.Event()
-    payer = threading.Thread(target=pay_steadily, args=(shop, quotes, 50.0, done), daemon=True)
-    payer.start()
+    payer, done = paying(shop, product, orders, 50.0)
 
     chance = random.Random(20261125)  # noqa: S311 - kill timing, seeded so a failure replays
     for round_no in range(4):
@@ -170,10 +179,7 @@ def test_dropped_database_connections_and_a_restarted_chain_node_heal_without_he
     product = shop.add_product("heal", [f"H-{n:04}" for n in range(orders)])
     start_cluster(shop, 2)
     one_leader(shop, 15)
-    quotes = [shop.quote(product) for _ in range(orders)]
-    done = threading.Event()
-    payer = threading.Thread(target=pay_steadily, args=(shop, quotes, 40.0, done), daemon=True)
-    payer.start()
+    payer, done = paying(shop, product, orders, 40.0)
     time.sleep(1.5)
     shop.engine.dispose()  # the test's own pool goes too, and reconnects like the nodes must
     assert drop_connections(shop) >= 4

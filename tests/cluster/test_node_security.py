@@ -16,7 +16,7 @@ import httpx
 import pytest
 from liandong.devtools.deploy import deploy_local_escrow
 from liandong.devtools.devnet import Anvil
-from liandong.devtools.simulate import OPERATOR, LocalShop
+from liandong.devtools.simulate import LocalShop, dev_operator
 from liandong.runtime.cluster import Cluster, ClusterHub, NotLeaderError
 from liandong.services.merchant_auth import create_api_token, create_merchant
 from liandong.store.db import make_engine, migrate
@@ -51,8 +51,8 @@ def _sent(shop: LocalShop) -> tuple[int, int, set[tuple[int, str]]]:
     """The operator's transactions: mined count, count with the pool's, and the shop's records."""
     with Session(shop.engine) as session:
         rows = {(tx.nonce, tx.tx_hash) for tx in session.exec(select(ChainTx)).all()}
-    latest = shop.w3.eth.get_transaction_count(OPERATOR.address, "latest")
-    pending = shop.w3.eth.get_transaction_count(OPERATOR.address, "pending")
+    latest = shop.w3.eth.get_transaction_count(dev_operator().address, "latest")
+    pending = shop.w3.eth.get_transaction_count(dev_operator().address, "pending")
     return latest, pending, rows
 
 

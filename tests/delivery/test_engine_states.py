@@ -5,21 +5,21 @@ stays due until the channels ran."""
 from __future__ import annotations
 
 import asyncio
-import os
 
-from liandong.chain.quotes import NATIVE_COIN
 from liandong.delivery.channels import DeliveryNotice
 from liandong.delivery.engine import WINDOW_TOO_SHORT, DeliveryEngine
 from liandong.events import OrderEventHub
-from liandong.store.models import OrderStatus, Product, ShopOrder
+from liandong.store.models import OrderStatus, ShopOrder
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.importer import import_keys
 from liandong.vault.service import Vault
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from tests.rows import confirmed_order
+from tests.vault.conftest import add_product
+
 NOW = 1_800_000_000
-PAYER = "0x" + "11" * 20
 
 
 class Recorder:
@@ -33,38 +33,15 @@ class Recorder:
         return None
 
 
-def _confirmed_order(session: Session, product_id: int, deadline: int) -> tuple[int, str]:
-    order = ShopOrder(
-        chain_order_id="0x" + os.urandom(32).hex(),
-        product_id=product_id,
-        quantity=1,
-        token=NATIVE_COIN,
-        amount="1000",
-        payer=PAYER,
-        status=OrderStatus.CONFIRMED,
-        quote_signature="0x",
-        quote_expiry=NOW,
-        delivery_deadline=deadline,
-        access_token_hash="",
-    )
-    session.add(order)
-    session.commit()
-    assert order.id is not None
-    return order.id, order.chain_order_id
-
-
 def test_too_close_to_the_deadline_is_refunded_and_a_delivery_notice_carries_its_commitment(
     engine: Engine,
 ) -> None:
     vault = Vault(Keyring(MasterKey.generate(), ()))
     with Session(engine) as session:
-        product = Product(sku="p", name="Game key")
-        session.add(product)
-        session.commit()
-        assert product.id is not None
-        import_keys(session, vault, product.id, "k.txt", b"K-1\nK-2\n", "txt")
-        near, near_key = _confirmed_order(session, product.id, NOW + 14 * 60)  # inside the margin
-        far, _ = _confirmed_order(session, product.id, NOW + 16 * 60)
+        product_id = add_product(session, "p")
+        import_keys(session, vault, product_id, "k.txt", b"K-1\nK-2\n", "txt")
+        near, near_key = confirmed_order(session, product_id, NOW + 14 * 60, NOW)  # inside the margin
+        far, _ = confirmed_order(session, product_id, NOW + 16 * 60, NOW)
     hub = OrderEventHub()
     page = hub.subscribe(near_key)
     recorder = Recorder()

@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import httpx
-from liandong.chain.quotes import NATIVE_COIN
+from liandong.chain.quotes import NATIVE_COIN, Quote
 from liandong.delivery.webhook import SIGNATURE_HEADER, verify_webhook_signature
-from liandong.devtools.simulate import LocalShop, quote_from_api
+from liandong.devtools.simulate import LocalShop
 from liandong.services.merchant_auth import create_api_token, create_merchant
 from liandong.store.models import DeliveryAttempt
 from sqlmodel import Session, col, select
@@ -25,7 +25,7 @@ def buy(shop: LocalShop, api: httpx.Client, product: int, email: str, buyer: int
     issued = api.post("/api/quotes", json=request)
     assert issued.status_code == 201, issued.text
     body = issued.json()
-    shop.buyer(buyer).pay(quote_from_api(body["quote"]), bytes.fromhex(body["signature"][2:]))
+    shop.buyer(buyer).pay(Quote.from_json(body["quote"]), bytes.fromhex(body["signature"][2:]))
     order: str = body["order"]
     return order
 

@@ -9,9 +9,8 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.messages import encode_defunct
 from eth_utils.crypto import keccak
-from liandong.chain.quotes import NATIVE_COIN
+from liandong.chain.quotes import NATIVE_COIN, Quote
 from liandong.devtools.simulate import LocalShop as Shop
-from liandong.devtools.simulate import quote_from_api
 from liandong.store.models import OrderStatus
 from liandong.vault.crypto import delivery_commitment
 from liandong.vault.transport import open_sealed, order_aad
@@ -47,7 +46,7 @@ def test_quote_pay_and_read_the_key_with_a_wallet_signature_matching_the_chain(s
     request = {"product_id": product, "quantity": 2, "token": NATIVE_COIN, "buyer": buyer.account.address}
     issued = api.post("/api/quotes", json=request).json()
     order_key = issued["order"]
-    quote = quote_from_api(issued["quote"])
+    quote = Quote.from_json(issued["quote"])
     page = connect(f"ws://127.0.0.1:{shop.api_port}/api/orders/{order_key}/events", open_timeout=5)
     page.send(json.dumps({"type": "auth", "token": issued["access_token"]}))  # the stream's proof
     assert json.loads(page.recv(timeout=10))["type"] == "ready"

@@ -7,9 +7,11 @@ from typing import Any
 
 from liandong.chain.escrow import OrderTerms
 from liandong.chain.settlement import Settlement, SettlementSender
-from liandong.devtools.simulate import LocalShop, dev_operator
+from liandong.devtools.simulate import LocalShop
 from liandong.store.models import ChainTx
 from sqlmodel import Session, select
+
+from .test_batches import _sender
 
 
 async def _submit_at_every_turn(sender: SettlementSender, settlement: Settlement, seconds: float) -> None:
@@ -38,14 +40,7 @@ def test_an_order_submitted_again_while_its_batch_is_being_sent_is_sent_once(sho
         issued.quote.amount,
         issued.quote.delivery_deadline,
     )
-    sender = SettlementSender(
-        shop.engine,
-        shop.anvil.http_url,
-        shop.record.chain_id,
-        shop.record.escrow,
-        "0x" + bytes(dev_operator().key).hex(),
-        batch_interval=0.05,
-    )
+    sender = _sender(shop)
     asyncio.run(_submit_at_every_turn(sender, Settlement(issued.order.id, terms, bytes(32)), 1.5))
     with Session(shop.engine) as session:
         sent = session.exec(select(ChainTx)).all()

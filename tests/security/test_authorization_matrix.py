@@ -92,6 +92,7 @@ HTTP: dict[tuple[str, str], Expect] = {
     ("GET", "/api/merchant/stats/abnormal"): scoped("stats:read"),
     ("GET", "/api/merchant/stats/stock"): scoped("stats:read"),
     ("GET", "/api/merchant/stats/templates"): scoped("stats:read"),
+    ("GET", "/api/merchant/funds"): scoped("stats:read"),
 }
 
 BODIES: dict[tuple[str, str], dict[str, str]] = {

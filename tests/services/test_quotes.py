@@ -3,10 +3,12 @@ that leaves the escrow's minimum window (and by default a day) after the quote e
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from eth_account import Account
 from liandong.chain.escrow import MIN_DELIVERY_WINDOW
-from liandong.chain.quotes import NATIVE_COIN, EscrowDomain
+from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote
 from liandong.services.orders import (
     DELIVERY_WINDOW_SECONDS,
     QUOTE_TTL_SECONDS,
@@ -14,11 +16,13 @@ from liandong.services.orders import (
     OrderError,
     create_quote,
 )
-from liandong.store.models import Product, ProductPrice
+from liandong.store.models import ProductPrice
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.importer import import_keys
 from liandong.vault.service import Vault
 from sqlmodel import Session
+
+from tests.vault.conftest import add_product
 
 OPERATOR = Account.create()
 DOMAIN = EscrowDomain(31337, "0x" + "ee" * 20)
@@ -27,14 +31,11 @@ ZERO = "0x" + "00" * 20
 
 
 def _product(session: Session) -> int:
-    product = Product(sku="q", name="q")
-    session.add(product)
+    product_id = add_product(session, "q")
+    session.add(ProductPrice(product_id=product_id, token=NATIVE_COIN, amount="1000"))
     session.commit()
-    assert product.id is not None
-    session.add(ProductPrice(product_id=product.id, token=NATIVE_COIN, amount="1000"))
-    session.commit()
-    import_keys(session, Vault(Keyring(MasterKey.generate(), ())), product.id, "k.txt", b"Q-1\n", "txt")
-    return product.id
+    import_keys(session, Vault(Keyring(MasterKey.generate(), ())), product_id, "k.txt", b"Q-1\n", "txt")
+    return product_id
 
 
 def test_a_quote_names_its_payer_unless_an_open_one_is_asked_for(session: Session) -> None:
@@ -56,3 +57,19 @@ def test_a_quote_names_its_payer_unless_an_open_one_is_asked_for(session: Sessio
     assert window == DELIVERY_WINDOW_SECONDS == 24 * 3600 >= MIN_DELIVERY_WINDOW
     with pytest.raises(OrderError):
         create_quote(session, DOMAIN, key, buyer=BUYER, delivery_window=MIN_DELIVERY_WINDOW - 1, **quote)  # type: ignore[arg-type]
+
+
+def test_a_quote_comes_back_whole_from_its_json_form() -> None:
+    quote = Quote(
+        order_id=bytes(range(32)),
+        product_id=7,
+        quantity=2,
+        token=NATIVE_COIN,
+        amount=2**255,
+        buyer=BUYER,
+        expiry=1_000,
+        delivery_deadline=1_000 + MIN_DELIVERY_WINDOW,
+    )
+    terms = json.loads(json.dumps(quote.to_json()))
+    assert (terms["orderId"], terms["amount"]) == ("0x" + bytes(range(32)).hex(), str(2**255))
+    assert Quote.from_json(terms) == quote

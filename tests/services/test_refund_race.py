@@ -5,7 +5,6 @@ delivered and refuses."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -15,12 +14,15 @@ from liandong.chain.quotes import NATIVE_COIN
 from liandong.delivery.engine import DeliveryEngine
 from liandong.services.order_admin import OrderAdminError, begin_refund
 from liandong.store.db import make_engine, migrate
-from liandong.store.models import ChainCheckpoint, Delivery, OrderStatus, Payment, Product, ShopOrder
+from liandong.store.models import ChainCheckpoint, Delivery, OrderStatus, Payment, ShopOrder
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.importer import import_keys
 from liandong.vault.service import Vault
 from sqlalchemy import Engine, event
 from sqlmodel import Session, select
+
+from tests.rows import PAYER, confirmed_order
+from tests.vault.conftest import add_product
 
 
 def _confirmed_order(postgres_url: str, sku: str) -> tuple[Engine, Vault, int, str]:
@@ -29,28 +31,10 @@ def _confirmed_order(postgres_url: str, sku: str) -> tuple[Engine, Vault, int, s
     engine = make_engine(postgres_url)
     vault = Vault(Keyring(MasterKey.generate(), ()))
     with Session(engine) as session:
-        product = Product(sku=sku, name=sku)
-        session.add(product)
-        session.commit()
-        assert product.id is not None
-        import_keys(session, vault, product.id, "k.txt", f"{sku.upper()}-1\n".encode(), "txt")
-        order = ShopOrder(
-            chain_order_id="0x" + os.urandom(32).hex(),
-            product_id=product.id,
-            quantity=1,
-            token=NATIVE_COIN,
-            amount="1000",
-            payer="0x" + "22" * 20,
-            status=OrderStatus.CONFIRMED,
-            quote_signature="0x",
-            quote_expiry=0,
-            delivery_deadline=int(time.time()) + 86_400,
-            access_token_hash="",
-        )
-        session.add(order)
-        session.commit()
-        assert order.id is not None
-        return engine, vault, order.id, order.chain_order_id
+        product_id = add_product(session, sku)
+        import_keys(session, vault, product_id, "k.txt", f"{sku.upper()}-1\n".encode(), "txt")
+        order_id, chain_order_id = confirmed_order(session, product_id, int(time.time()) + 86_400)
+        return engine, vault, order_id, chain_order_id
 
 
 def test_a_refund_racing_a_delivery_never_overwrites_it(postgres_url: str) -> None:
@@ -128,7 +112,7 @@ def test_a_rollback_racing_a_delivery_flags_it_instead_of_unpaying_it(postgres_u
             Payment(
                 chain_id=1,
                 chain_order_id=order_key,
-                payer="0x" + "22" * 20,
+                payer=PAYER,
                 token=NATIVE_COIN,
                 amount="1000",
                 tx_hash="0x" + "ab" * 32,

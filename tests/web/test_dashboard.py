@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from liandong.chain.quotes import NATIVE_COIN
-from liandong.devtools.simulate import LocalShop, quote_from_api
+from liandong.chain.quotes import NATIVE_COIN, Quote
+from liandong.devtools.simulate import LocalShop
 from liandong.services.merchant_auth import create_merchant
 from liandong.store.models import ShopOrder
 from playwright.sync_api import Browser, Page, expect
@@ -36,7 +36,7 @@ def pay_through_the_api(shop: LocalShop, product_id: int) -> str:
     issued = api.post(
         "/api/quotes", json={"product_id": product_id, "token": NATIVE_COIN, "open": True}
     ).json()
-    shop.buyer(5).pay(quote_from_api(issued["quote"]), bytes.fromhex(issued["signature"][2:]))
+    shop.buyer(5).pay(Quote.from_json(issued["quote"]), bytes.fromhex(issued["signature"][2:]))
     order: str = issued["order"]
     return order
 

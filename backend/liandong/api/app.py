@@ -11,23 +11,26 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from liandong import __version__
 from liandong.api.deps import Shop, ShopContext
-from liandong.api.routes import catalogue, merchants, orders, pages, shop, stats
+from liandong.api.routes import catalogue, funds, merchants, orders, pages, shop, stats
 from liandong.core.config import Settings
-from liandong.core.ratelimit import RateLimitExceededError
+from liandong.core.errors import LiandongError, RequestTimeoutError, TooLargeError
 
 log = logging.getLogger(__name__)
 
 
-async def _too_many_requests(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RateLimitExceededError)
-    return JSONResponse(
-        status_code=429, content={"detail": str(error)}, headers={"Retry-After": str(error.retry_after)}
-    )
+async def _refused(request: Request, error: Exception) -> Response:
+    """Every `LiandongError` a route or dependency raises, answered as its kind says; the shop's
+    own failures (the root itself) as any unexpected error."""
+    assert isinstance(error, LiandongError)
+    if error.status == LiandongError.status:
+        return await _unexpected(request, error)
+    log.debug("%s %s refused: %s (%d)", request.method, request.url.path, error.code, error.status)
+    return JSONResponse(status_code=error.status, content={"detail": str(error)}, headers=error.headers)
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -41,12 +44,12 @@ STREAMED_BODIES = re.compile(r"/api/merchant/products/[^/]+/keys")
 """Routes that read their body as a stream with a cap of their own (the key import, 64 MiB)."""
 
 
-class BodyTooLargeError(Exception):
+class BodyTooLargeError(TooLargeError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request bodies up to {limit} bytes")
 
 
-class BodyTimeoutError(Exception):
+class BodyTimeoutError(RequestTimeoutError):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"the request body stalled for {seconds:g} s")
 
@@ -67,10 +70,10 @@ class RequestLimits:
         if capped:
             declared = dict(scope["headers"]).get(b"content-length", b"0")
             if not declared.isdigit() or int(declared) > self.max_bytes:
-                await _refuse(send, 413, str(BodyTooLargeError(self.max_bytes)))
+                await _refuse(send, BodyTooLargeError(self.max_bytes))
                 return
         seen, finished = 0, False
-        refusal: tuple[int, str] | None = None
+        refusal: LiandongError | None = None
         started = False
 
         async def limited() -> Message:
@@ -81,12 +84,12 @@ class RequestLimits:
                 async with asyncio.timeout(self.read_seconds):
                     message = await receive()
             except TimeoutError:
-                refusal = (408, str(BodyTimeoutError(self.read_seconds)))
+                refusal = BodyTimeoutError(self.read_seconds)
                 return {"type": "http.disconnect"}  # the app stops reading; the refusal is ours
             seen += len(message.get("body", b""))
             finished = message["type"] != "http.request" or not message.get("more_body", False)
             if capped and seen > self.max_bytes:
-                refusal = (413, str(BodyTooLargeError(self.max_bytes)))
+                refusal = BodyTooLargeError(self.max_bytes)
                 return {"type": "http.disconnect"}
             return message
 
@@ -99,14 +102,20 @@ class RequestLimits:
 
         await self.app(scope, limited, guarded)
         if refusal is not None and not started:
-            await _refuse(send, *refusal)
+            await _refuse(send, refusal)
 
 
-async def _refuse(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _refuse(send: Send, refusal: LiandongError) -> None:
+    """The refusal answered by the middleware itself, as the exception handler would, and the
+    connection closed (the rest of the body is not read)."""
+    body = json.dumps({"detail": str(refusal)}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send(
-        {"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]}
+        {
+            "type": "http.response.start",
+            "status": refusal.status,
+            "headers": [*headers, (b"connection", b"close")],
+        }
     )
     await send({"type": "http.response.body", "body": body})
 
@@ -141,14 +150,14 @@ def create_app(context: ShopContext) -> FastAPI:
             allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Order-Token"],
         )
-    app.add_exception_handler(RateLimitExceededError, _too_many_requests)
+    app.add_exception_handler(LiandongError, _refused)
     app.add_exception_handler(Exception, _unexpected)
 
     @app.get("/healthz", tags=["operations"])
     def healthz(context: Shop) -> dict[str, Any]:
         return context.health()
 
-    for module in (shop, merchants, catalogue, orders, stats, pages):
+    for module in (shop, merchants, catalogue, orders, stats, funds, pages):
         app.include_router(module.router)
     app.mount("/static", pages.static_files(), name="static")
     settings = context.settings

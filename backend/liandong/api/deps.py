@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import Depends, Header, HTTPException, Path, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, Header, Path, Request, WebSocket, WebSocketDisconnect
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -18,6 +18,7 @@ from sqlmodel import Session
 from liandong.chain.quotes import EscrowDomain
 from liandong.chain.settlement import Settlement
 from liandong.core.config import Settings
+from liandong.core.errors import ForbiddenError
 from liandong.core.ratelimit import RateLimit, RateLimitExceededError, SocketCount
 from liandong.delivery.channels import DeliveryNotice
 from liandong.delivery.registry import ChannelRouter
@@ -28,6 +29,7 @@ from liandong.services.imports import ImportJobs
 from liandong.services.merchant_auth import (
     SCOPES,
     AuthError,
+    CredentialsError,
     ScopeError,
     authenticate_api_token,
     merchant_for_session,
@@ -194,6 +196,10 @@ def origin_of(url: str) -> str | None:
     return f"{parts.scheme}://{host.lower()}{shown}"
 
 
+class CrossSiteRequestError(ForbiddenError):
+    """A cookie-authenticated write that does not come from the shop's own pages."""
+
+
 def check_origin(request: Request, settings: Settings) -> None:
     """Refuses a cookie-authenticated write that does not come from the shop's own pages.
 
@@ -207,9 +213,8 @@ def check_origin(request: Request, settings: Settings) -> None:
     sent = request.headers.get("origin") or request.headers.get("referer")
     expected = origin_of(settings.resolved_public_url)
     if sent is None or origin_of(sent) != expected:
-        raise HTTPException(
-            status_code=403,
-            detail=f"cross-site request refused: a logged-in write must come from {expected}",
+        raise CrossSiteRequestError(
+            f"cross-site request refused: a logged-in write must come from {expected}"
         )
 
 
@@ -242,27 +247,20 @@ def merchant(scope: str | None) -> Callable[..., MerchantIdentity]:
         cookie: Annotated[str | None, Depends(_session_cookie)],
     ) -> MerchantIdentity:
         with context.session() as session:
-            try:
-                if token is not None:
-                    if scope is None:
-                        if not token_scopes(session, token.credentials):
-                            raise AuthError("unknown or revoked API token")
-                        raise ScopeError("only a dashboard session (log in) may do this, not an API token")
-                    found = authenticate_api_token(session, token.credentials, scope)
-                    identity = MerchantIdentity(
-                        _id(found), found.username, token_scopes(session, token.credentials), False
-                    )
-                elif cookie:
-                    found = merchant_for_session(session, cookie)
-                    identity = MerchantIdentity(_id(found), found.username)
-                else:
-                    raise AuthError("log in, or send an API token")
-            except ScopeError as error:
-                raise HTTPException(status_code=403, detail=str(error)) from None
-            except AuthError as error:
-                raise HTTPException(
-                    status_code=401, detail=str(error), headers={"WWW-Authenticate": "Bearer"}
-                ) from None
+            if token is not None:
+                if scope is None:
+                    if not token_scopes(session, token.credentials):
+                        raise CredentialsError("unknown or revoked API token")
+                    raise ScopeError("only a dashboard session (log in) may do this, not an API token")
+                found = authenticate_api_token(session, token.credentials, scope)
+                identity = MerchantIdentity(
+                    _id(found), found.username, token_scopes(session, token.credentials), False
+                )
+            elif cookie:
+                found = merchant_for_session(session, cookie)
+                identity = MerchantIdentity(_id(found), found.username)
+            else:
+                raise CredentialsError("log in, or send an API token")
         if identity.session:
             check_origin(request, context.settings)
         return identity
@@ -315,12 +313,9 @@ def buyer_wallet(
     context: Shop, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_buyer_session)]
 ) -> str:
     if credentials is None:
-        raise HTTPException(status_code=401, detail="sign in with your wallet first")
+        raise BuyerAuthError("sign in with your wallet first")
     with context.session() as session:
-        try:
-            return buyer_address(session, credentials.credentials)
-        except BuyerAuthError as error:
-            raise HTTPException(status_code=401, detail=str(error)) from None
+        return buyer_address(session, credentials.credentials)
 
 
 def buyer_proof(
@@ -334,4 +329,4 @@ def buyer_proof(
         return BuyerProof(order_token=x_order_token, wallet=None)
     if credentials is not None:
         return BuyerProof(order_token=None, wallet=buyer_wallet(context, credentials))
-    raise HTTPException(status_code=401, detail="send the order token (X-Order-Token) or a wallet session")
+    raise BuyerAuthError("send the order token (X-Order-Token) or a wallet session")

@@ -15,6 +15,11 @@ With the shop's database (and its master key) it also checks every delivery agai
 shop stored: a commitment is recomputed from the decrypted keys and the order's salt, so a shop that
 recorded one key and handed out another is caught; and it lists deliveries one side has and the
 other has not.
+
+The escrow's logs are decoded by the shop's one decoder, `chain/escrow.py`, not a second copy here:
+that module holds no shop state, only eth-abi against the event signatures of
+`contracts/LiandongEscrow.sol`, so an auditor checks it against the contract once, and a decoder
+the shop and its audit share cannot drift apart and let the two disagree about what the chain says.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ from liandong.chain.escrow import (
     terms_hash,
 )
 from liandong.chain.quotes import NATIVE_COIN
-from liandong.store.models import CardKey, Delivery, OrderStatus, Payment, ShopOrder
+from liandong.core.errors import UnavailableError
+from liandong.store.models import OrderStatus, Payment, ShopOrder
 from liandong.vault.crypto import VaultError, delivery_commitment
 from liandong.vault.service import Vault
 
@@ -70,7 +76,7 @@ Progress = Callable[[int, int], None]
 """Hears (blocks read, blocks to read) while the logs are read."""
 
 
-class AuditError(Exception):
+class AuditError(UnavailableError):
     """The chain could not be read: unreachable, or it refused a call."""
 
 
@@ -313,11 +319,10 @@ def _batched(rpc: JsonRpc, calls: list[tuple[str, list[Any]]]) -> list[Any]:
     return results
 
 
-def audit_chain(
-    rpc: JsonRpc, escrow: str, from_block: int = 0, progress: Progress | None = None
-) -> AuditReport:
-    """Every order of the escrow, its books per token and every way its state departs from its
-    events, up to the chain's head when the audit starts (all state is read at that block)."""
+def _books(
+    rpc: JsonRpc, escrow: str, from_block: int, progress: Progress | None
+) -> tuple[AuditReport, _Ledger]:
+    """The escrow's events up to the chain's head applied, and its books checked at the head."""
     escrow = _address(escrow)
     head = rpc_int(rpc("eth_blockNumber", []))
     if not rpc_hex(rpc("eth_getCode", [escrow, hex(head)])).removeprefix("0x"):
@@ -336,6 +341,22 @@ def audit_chain(
         ledger.findings,
     )
     _check_books(rpc, report, ledger.fee_recipients)
+    return report, ledger
+
+
+def books_at_head(rpc: JsonRpc, escrow: str, from_block: int = 0) -> AuditReport:
+    """The escrow's books per token at the chain's head, as the audit computes them (its events,
+    what it holds, `merchantBalance` and `feeBalance` checked against them), without the per-order
+    and per-buyer checks: cheap enough for a dashboard. Its findings are those of the books only."""
+    return _books(rpc, escrow, from_block, None)[0]
+
+
+def audit_chain(
+    rpc: JsonRpc, escrow: str, from_block: int = 0, progress: Progress | None = None
+) -> AuditReport:
+    """Every order of the escrow, its books per token and every way its state departs from its
+    events, up to the chain's head when the audit starts (all state is read at that block)."""
+    report, ledger = _books(rpc, escrow, from_block, progress)
     _check_order_slots(rpc, report)
     _check_refund_credits(rpc, report, ledger.credits)
     _check_deadlines(rpc, report)
@@ -483,18 +504,15 @@ def _check_commitment(
     session: Session, vault: Vault, order: ShopOrder, found: AuditedOrder
 ) -> Finding | None:
     """The on-chain commitment recomputed from the keys the shop stored for the order, decrypted."""
-    rows = session.exec(
-        select(CardKey.ciphertext)
-        .join(Delivery, col(Delivery.card_key_id) == col(CardKey.id))
-        .where(Delivery.order_id == order.id)
-        .order_by(col(Delivery.line_no))
-    ).all()
-    if not rows or order.salt is None:
-        return Finding("no-keys", found.order, "delivered on-chain, no keys in the shop's records")
+    no_keys = Finding("no-keys", found.order, "delivered on-chain, no keys in the shop's records")
+    if order.salt is None:
+        return no_keys
     try:
-        keys = [vault.decrypt(session, order.product_id, ciphertext) for ciphertext in rows]
+        keys = vault.delivered_keys(session, order)
     except VaultError as error:
         raise AuditError(f"the shop's keys do not decrypt (is this its master key?): {error}") from error
+    if not keys:
+        return no_keys
     expected = delivery_commitment(bytes.fromhex(found.order[2:]), bytes.fromhex(order.salt[2:]), keys)
     if "0x" + expected.hex() != found.commitment:
         return Finding("commitment", found.order, "the on-chain commitment is not that of the stored keys")

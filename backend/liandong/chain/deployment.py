@@ -1,4 +1,8 @@
-"""The deployment record: what `ape run deploy` writes and the backend reads to find its escrow."""
+"""The deployment record: what `ape run deploy` writes and the backend reads to find its escrow.
+
+One JSON file per shop (`data_dir/deployment.json`) with the addresses, the deployment block and
+the ABI, so a node and the commands need nothing from the build directory of the deploying machine.
+"""
 
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ The typed data here must match `QUOTE_TYPEHASH` and the EIP-712 domain in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -86,6 +87,34 @@ class Quote:
     def payable(self) -> bool:
         """Whether the escrow's `pay` accepts these windows (the tests build refused ones too)."""
         return self.delivery_window >= MIN_DELIVERY_WINDOW
+
+    def to_json(self) -> dict[str, Any]:
+        """The quote as the API answers `POST /api/quotes` with it: the contract's field names, the
+        order id in 0x-hex, the amount as a string (JSON numbers cannot hold every uint256)."""
+        return {
+            "orderId": "0x" + self.order_id.hex(),
+            "productId": self.product_id,
+            "quantity": self.quantity,
+            "token": self.token,
+            "amount": str(self.amount),
+            "buyer": self.buyer,
+            "expiry": self.expiry,
+            "deliveryDeadline": self.delivery_deadline,
+        }
+
+    @classmethod
+    def from_json(cls, terms: Mapping[str, Any]) -> Self:
+        """The quote back from `to_json`'s form (an API answer), as `pay` takes it."""
+        return cls(
+            order_id=bytes.fromhex(terms["orderId"].removeprefix("0x")),
+            product_id=terms["productId"],
+            quantity=terms["quantity"],
+            token=terms["token"],
+            amount=int(terms["amount"]),
+            buyer=terms["buyer"],
+            expiry=terms["expiry"],
+            delivery_deadline=terms["deliveryDeadline"],
+        )
 
     def as_message(self) -> dict[str, Any]:
         return {

@@ -1,30 +1,39 @@
 """Verifying a deployed escrow against its sources, the way a block explorer does.
 
-The sources are compiled again with the project's settings (foundry.toml is their one source of
-truth), and the runtime bytecode is compared with the code at the address. Two things differ by
-design and are set aside before comparing: the values of immutables (the EIP-712 domain cache, set
-by the constructor; the compiler says where they sit) and the CBOR metadata at the end (its hash
-covers source file names and paths, which differ between build tools). Whether the metadata matches
-too is reported on its own. The standard-JSON input written next to the result is what Etherscan,
-Blockscout and Sourcify accept.
+The escrow is compiled again through py-solc-x (`compile_standard`, with the `solc` of the toolchain:
+nothing is downloaded) exactly as `ape run deploy` compiled it: the compiler settings of foundry.toml
+(their one source of truth; ape-config.yaml repeats them) and ape-solidity's source unit names, which
+ape-config.yaml defines (the project's files under `contracts/`, each dependency under
+`contracts/.cache/<name>/<version>/`, remapped there; their files are read from node_modules). The
+same names give the same metadata, so the CBOR metadata hash at the end of the code matches too:
+Sourcify's "perfect" match. The list of sources is the compiler's own (`metadata.sources`).
+
+The runtime bytecode is then compared with the code at the address, with the values of immutables
+(the EIP-712 domain cache, set by the constructor; the compiler says where they sit) and the metadata
+set aside; whether the metadata matches too is reported on its own. The standard-JSON input and the
+metadata written next to the result are what Etherscan, Blockscout and Sourcify accept.
 """
 
 from __future__ import annotations
 
 import json
-import posixpath
-import re
-import subprocess
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import solcx
+import yaml  # type: ignore[import-untyped]
+from solcx.exceptions import SolcError
+
 from liandong.chain.deployment import PROJECT_ROOT
 
 CONTRACT = "LiandongEscrow"
-SOURCE = "contracts/LiandongEscrow.sol"
-_IMPORT = re.compile(r'^\s*import\s+(?:[^"\']*\s+from\s+)?["\']([^"\']+)["\']', re.MULTILINE)
+CONTRACTS = "contracts"
+"""ape-config.yaml's contracts_folder."""
+SOURCE = f"{CONTRACTS}/LiandongEscrow.sol"
+_OUTPUTS = ["abi", "metadata", "evm.deployedBytecode.object", "evm.deployedBytecode.immutableReferences"]
 
 
 class VerificationError(Exception):
@@ -37,73 +46,94 @@ class Verification:
     matches: bool
     """The runtime code is the compiled code (immutables and metadata set aside)."""
     metadata_matches: bool
-    """The metadata hash too: the very same source files, names and settings."""
+    """The metadata hash too: the very same source files, names and settings (Sourcify's perfect)."""
     compiled_size: int
     deployed_size: int
 
 
-def _settings(root: Path) -> tuple[dict[str, Any], dict[str, str], str]:
+@dataclass(frozen=True)
+class Build:
+    """One compilation of the escrow: its standard-JSON input with every source inlined (the list
+    the compiler's metadata gives), and the compiler's output for the escrow."""
+
+    source_input: dict[str, Any]
+    compiled: dict[str, Any]
+
+
+def _settings(root: Path) -> tuple[dict[str, Any], Path]:
+    """The compiler settings of foundry.toml (without remappings: see `_layout`), and its solc."""
     profile = tomllib.loads((root / "foundry.toml").read_text())["profile"]["default"]
-    remappings = dict(entry.split("=", 1) for entry in profile.get("remappings", []))
     settings = {
         "optimizer": {"enabled": bool(profile["optimizer"]), "runs": int(profile["optimizer_runs"])},
         "evmVersion": profile["evm_version"],
         "viaIR": bool(profile.get("via_ir", False)),
         "metadata": {"bytecodeHash": profile.get("bytecode_hash", "ipfs")},
-        "outputSelection": {
-            "*": {
-                "*": [
-                    "abi",
-                    "metadata",
-                    "evm.deployedBytecode.object",
-                    "evm.deployedBytecode.immutableReferences",
-                ]
-            }
-        },
     }
-    return settings, remappings, str(root / profile["solc"])
+    return settings, root / profile["solc"]
 
 
-def _file_of(unit: str, root: Path, remappings: dict[str, str]) -> Path:
-    for prefix, target in remappings.items():
-        if unit.startswith(prefix):
-            return root / (target + unit.removeprefix(prefix))
-    return root / unit
+def _layout(root: Path) -> tuple[list[str], dict[str, Path]]:
+    """ape-solidity's remappings, and the folder each dependency's source units name (relative to
+    the base path) with the node_modules folder that holds its files."""
+    config = yaml.safe_load((root / "ape-config.yaml").read_text())
+    packages = {
+        (dep["name"], str(dep["version"])): root
+        / "node_modules"
+        / dep["npm"]
+        / dep.get("config_override", {}).get("contracts_folder", ".")
+        for dep in config.get("dependencies", [])
+        if "npm" in dep
+    }
+    remappings, folders = [], {}
+    for entry in config.get("solidity", {}).get("import_remapping", []):
+        prefix, target = entry.split("=", 1)
+        package = tuple(target.split("/")[:2])
+        if package not in packages:
+            raise VerificationError(f"ape-config.yaml remaps {prefix} to {target}, not an npm dependency")
+        remappings.append(f"{prefix}={CONTRACTS}/.cache/{target}")
+        folders[f"{CONTRACTS}/.cache/{'/'.join(package)}"] = packages[package]
+    return remappings, folders
 
 
-def standard_json_input(root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """The escrow and every file it imports, inlined, with the project's compiler settings."""
-    settings, remappings, _ = _settings(root)
-    sources: dict[str, dict[str, str]] = {}
-    pending = [SOURCE]
-    while pending:
-        unit = pending.pop()
-        if unit in sources:
-            continue
-        text = _file_of(unit, root, remappings).read_text()
-        sources[unit] = {"content": text}
-        for imported in _IMPORT.findall(text):
-            relative = imported.startswith(".")
-            pending.append(
-                posixpath.normpath(posixpath.join(posixpath.dirname(unit), imported))
-                if relative
-                else imported
+def _source_tree(root: Path, tree: Path, folders: dict[str, Path]) -> None:
+    """Lays out the source units under `tree` as ape-solidity names them, by symbolic links."""
+    (tree / CONTRACTS).mkdir()
+    for entry in (root / CONTRACTS).iterdir():
+        if entry.name != ".cache":
+            (tree / CONTRACTS / entry.name).symlink_to(entry)
+    for unit_folder, files in folders.items():
+        (tree / unit_folder).parent.mkdir(parents=True, exist_ok=True)
+        (tree / unit_folder).symlink_to(files.resolve(), target_is_directory=True)
+
+
+def compile_escrow(root: Path = PROJECT_ROOT) -> Build:
+    """Compiles the escrow as `ape run deploy` does; the input written out inlines every source."""
+    settings, solc = _settings(root)
+    remappings, folders = _layout(root)
+    settings = {**settings, "remappings": remappings}
+    request = {
+        "language": "Solidity",
+        "sources": {SOURCE: {"content": (root / SOURCE).read_text()}},
+        "settings": {**settings, "outputSelection": {"*": {"*": _OUTPUTS}}},
+    }
+    with tempfile.TemporaryDirectory(prefix="liandong-verify-") as tmp:
+        tree = Path(tmp)
+        _source_tree(root, tree, folders)
+        try:
+            output = solcx.compile_standard(
+                request, base_path=tree, allow_paths=[tree, root], solc_binary=solc
             )
-    return {"language": "Solidity", "sources": dict(sorted(sources.items())), "settings": settings}
-
-
-def compile_escrow(source_input: dict[str, Any], root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """The compiler's output for the escrow (deployed bytecode, immutable references, metadata)."""
-    _, _, solc = _settings(root)
-    done = subprocess.run(
-        [solc, "--standard-json"], input=json.dumps(source_input), capture_output=True, text=True, check=False
-    )
-    output = json.loads(done.stdout or "{}")
-    errors = [e["formattedMessage"] for e in output.get("errors", []) if e.get("severity") == "error"]
-    if done.returncode != 0 or errors or SOURCE not in output.get("contracts", {}):
-        raise VerificationError("compilation failed:\n" + ("\n".join(errors) or done.stderr))
-    compiled: dict[str, Any] = output["contracts"][SOURCE][CONTRACT]
-    return compiled
+        except SolcError as error:
+            raise VerificationError(f"compilation failed:\n{error}") from None
+        except OSError as error:
+            raise VerificationError(f"cannot run the compiler {solc}: {error}") from None
+        compiled: dict[str, Any] | None = output.get("contracts", {}).get(SOURCE, {}).get(CONTRACT)
+        if compiled is None:
+            raise VerificationError(f"the compiler gave no {CONTRACT} in {SOURCE}")
+        units = json.loads(compiled["metadata"])["sources"]
+        sources = {unit: {"content": (tree / unit).read_text()} for unit in sorted(units)}
+    source_input = {"language": "Solidity", "sources": sources, "settings": request["settings"]}
+    return Build(source_input=source_input, compiled=compiled)
 
 
 def split_metadata(code: bytes) -> tuple[bytes, bytes]:
@@ -142,11 +172,10 @@ def verify_escrow(deployed: bytes, address: str, out_dir: Path | None = None) ->
     """Compiles, compares with `deployed` (the code at `address`), and writes what explorers take."""
     if not deployed:
         raise VerificationError(f"no code at {address}")
-    source_input = standard_json_input()
-    compiled = compile_escrow(source_input)
+    build = compile_escrow()
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "standard-json-input.json").write_text(json.dumps(source_input, indent=1))
-        (out_dir / "metadata.json").write_text(compiled["metadata"])
-        (out_dir / "abi.json").write_text(json.dumps(compiled["abi"], indent=1))
-    return compare(compiled, deployed, address)
+        (out_dir / "standard-json-input.json").write_text(json.dumps(build.source_input, indent=1))
+        (out_dir / "metadata.json").write_text(build.compiled["metadata"])
+        (out_dir / "abi.json").write_text(json.dumps(build.compiled["abi"], indent=1))
+    return compare(build.compiled, deployed, address)

@@ -7,10 +7,15 @@ from __future__ import annotations
 import typer
 
 from liandong.cli import audit, merchant, operate, run
+from liandong.cli.backup import backup
+from liandong.cli.common import Commands
+from liandong.cli.escrow import escrow_app
 from liandong.cli.vault import vault_app
 
 app = typer.Typer(
-    help="链动小铺 Liandong: a card-key shop paid through an on-chain escrow.", no_args_is_help=True
+    cls=Commands,
+    help="链动小铺 Liandong: a card-key shop paid through an on-chain escrow.",
+    no_args_is_help=True,
 )
 app.command()(run.up)
 app.command()(run.node)
@@ -22,6 +27,8 @@ app.command()(merchant.refund)
 app.command()(operate.status)
 app.command()(operate.simulate)
 app.add_typer(vault_app, name="vault")
+app.add_typer(escrow_app, name="escrow")
+app.command()(backup)
 app.command()(audit.audit)
 app.command("verify-key")(audit.verify_key)
 app.command("verify-contract")(audit.verify_contract)

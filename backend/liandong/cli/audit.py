@@ -1,5 +1,9 @@
 """For auditors and buyers: the escrow's books from the chain, keys checked against it, and the
-deployed contract checked against its sources."""
+deployed contract checked against its sources.
+
+The commands only print: the audit is `audit/report.py`'s and the source check `chain/verify.py`'s,
+and both need nothing but the chain (and, to reconcile, the shop's database and master key).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,6 @@ from liandong.audit.report import (
     FINDING_COLUMNS,
     MOVEMENT_COLUMNS,
     ORDER_COLUMNS,
-    AuditError,
     AuditReport,
     JsonRpc,
     audit_chain,
@@ -68,7 +71,10 @@ def _print(report: AuditReport, summary: bool) -> None:
 
 
 def _reconcile(report: AuditReport, database_url: str) -> None:
-    """The shop's side: its database, and its master key from the settings (to decrypt the keys)."""
+    """The shop's side: its database, and its master key from the settings (to decrypt the keys).
+
+    Opened with `make_engine` alone, not `open_shop_database`: an audit reads the records it is
+    given and changes nothing of them (no migration, no data folder created or tightened)."""
     settings = Settings(database_url=database_url)
     engine = make_engine(database_url)
     try:
@@ -92,19 +98,16 @@ def audit(
 ) -> None:
     """Every order of an escrow from the chain alone, its books per token against what it holds,
     and (with the shop's database) every disagreement with the shop's records. Exit 1 on findings."""
-    try:
-        with JsonRpc(rpc) as chain, progress_bar() as progress:
-            reading = progress.add_task("reading logs", total=None)
-            report = audit_chain(
-                chain,
-                escrow,
-                from_block,
-                lambda done, total: progress.update(reading, completed=done, total=total),
-            )
-        if database_url is not None:
-            _reconcile(report, database_url)
-    except AuditError as error:
-        raise fail(str(error)) from None
+    with JsonRpc(rpc) as chain, progress_bar() as progress:
+        reading = progress.add_task("reading logs", total=None)
+        report = audit_chain(
+            chain,
+            escrow,
+            from_block,
+            lambda done, total: progress.update(reading, completed=done, total=total),
+        )
+    if database_url is not None:
+        _reconcile(report, database_url)
     _print(report, summary)
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_json(), indent=2))
@@ -131,11 +134,8 @@ def verify_key(
         mine = "0x" + delivery_commitment(order_id, salt_bytes, key).hex()
     except ValueError as error:
         raise fail(f"order id and salt are 32 bytes each, in hex: {error}") from None
-    try:
-        with JsonRpc(rpc) as chain:
-            recorded = commitment_on_chain(chain, escrow, "0x" + order_id.hex(), from_block)
-    except AuditError as error:
-        raise fail(str(error)) from None
+    with JsonRpc(rpc) as chain:
+        recorded = commitment_on_chain(chain, escrow, "0x" + order_id.hex(), from_block)
     if recorded is None:
         raise fail(f"the escrow recorded no delivery of order {order}")
     if mine != recorded:

@@ -1,18 +1,27 @@
-"""What the commands share: the console, failing with a message, the shop's settings and store."""
+"""What the commands share: the console, failing with a message, the shop's settings and store.
+
+Kept apart from the command modules so that each of them opens the shop the same way
+(`shop_engine`, over `store.db.open_shop_database`) and ends on a failure the same way (`fail`, and
+`Commands` for the shop's own errors).
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
+from typer._click import Context  # typer runs its own copy of click: its groups take this Context
+from typer.core import TyperGroup
 
 from liandong.chain.deployment import DeploymentRecord
 from liandong.core.config import Settings
-from liandong.store.db import make_engine, migrate, prepare_data_dir
+from liandong.core.errors import LiandongError
+from liandong.store.db import open_shop_database
 
 console = Console()
 errors = Console(stderr=True)
@@ -22,6 +31,18 @@ def fail(message: str) -> typer.Exit:
     """Prints `message` on stderr and returns the exit (code 1) to raise."""
     errors.print(message, markup=False, highlight=False)
     return typer.Exit(code=1)
+
+
+class Commands(TyperGroup):
+    """A command group in which a command's `LiandongError` ends it as `fail` does (its message on
+    stderr, exit code 1): the one place the CLI turns the shop's errors into exits. Every group
+    takes it (`typer.Typer(cls=Commands)`), so a group run on its own ends the same way."""
+
+    def invoke(self, ctx: Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LiandongError as error:
+            raise fail(str(error)) from None
 
 
 def chain_url(settings: Settings) -> str:
@@ -44,10 +65,7 @@ def deployment(settings: Settings) -> DeploymentRecord:
 def shop_engine(settings: Settings | None = None) -> Iterator[tuple[Settings, Engine]]:
     """The shop's settings and its migrated database."""
     settings = settings or Settings()
-    url = settings.resolved_database_url
-    prepare_data_dir(settings.data_dir)
-    migrate(url)
-    engine = make_engine(url)
+    engine = open_shop_database(settings)
     try:
         yield settings, engine
     finally:

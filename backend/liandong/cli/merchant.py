@@ -17,19 +17,19 @@ from sqlmodel import Session
 
 from liandong.chain.deployment import DeploymentRecord
 from liandong.chain.quotes import NATIVE_COIN
-from liandong.cli.common import console, fail, progress_bar, shop_engine
+from liandong.cli.common import Commands, console, fail, progress_bar, shop_engine
 from liandong.core.config import Settings
 from liandong.services import catalogue, order_admin
-from liandong.services.merchant_auth import AccountError, create_merchant
+from liandong.services.merchant_auth import create_merchant
 from liandong.store.models import OrderStatus
 from liandong.vault.crypto import load_keyring
 from liandong.vault.importer import KeyImportError, import_keys
 from liandong.vault.service import Vault
 
-merchant_app = typer.Typer(help="Merchant logins of the dashboard.", no_args_is_help=True)
-products_app = typer.Typer(help="Products and their prices.", no_args_is_help=True)
-keys_app = typer.Typer(help="Card keys in stock.", no_args_is_help=True)
-orders_app = typer.Typer(help="Orders: search them, see one whole.", no_args_is_help=True)
+merchant_app = typer.Typer(cls=Commands, help="Merchant logins of the dashboard.", no_args_is_help=True)
+products_app = typer.Typer(cls=Commands, help="Products and their prices.", no_args_is_help=True)
+keys_app = typer.Typer(cls=Commands, help="Card keys in stock.", no_args_is_help=True)
+orders_app = typer.Typer(cls=Commands, help="Orders: search them, see one whole.", no_args_is_help=True)
 
 PriceOption = Annotated[
     list[str] | None,
@@ -56,10 +56,7 @@ def add_merchant(
         else typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     )
     with shop_engine() as (_, engine), Session(engine) as session:
-        try:
-            create_merchant(session, username, password)
-        except AccountError as error:
-            raise fail(str(error)) from None
+        create_merchant(session, username, password)
     console.print(f"Merchant {username!r} can now log in.", markup=False)
 
 
@@ -125,10 +122,7 @@ def add_product(
     except ValidationError as error:
         raise fail(f"invalid product: {error}") from None
     with shop_engine() as (_, engine), Session(engine) as session:
-        try:
-            created = catalogue.create_product(session, product_in)
-        except catalogue.CatalogueError as error:
-            raise fail(str(error)) from None
+        created = catalogue.create_product(session, product_in)
     console.print(f"Product {created.id} ({created.sku}) created.", markup=False)
 
 
@@ -153,10 +147,7 @@ def edit_product(
     except ValidationError as error:
         raise fail(f"invalid edit: {error}") from None
     with shop_engine() as (_, engine), Session(engine) as session:
-        try:
-            catalogue.update_product(session, product_id, patch)
-        except catalogue.CatalogueError as error:
-            raise fail(str(error)) from None
+        catalogue.update_product(session, product_id, patch)
     console.print(f"Product {product_id} updated.")
 
 
@@ -231,10 +222,7 @@ def list_orders(
 def show_order(order_id: str) -> None:
     """One order with its whole timeline, payment, channel attempts and settlement transactions."""
     with shop_engine() as (_, engine), Session(engine) as session:
-        try:
-            detail = order_admin.order_detail(session, order_id)
-        except order_admin.OrderAdminError as error:
-            raise fail(str(error)) from None
+        detail = order_admin.order_detail(session, order_id)
     facts = Table(show_header=False, title=f"order {detail.order}")
     facts.add_row("status", detail.status)
     facts.add_row("product", f"{detail.product_id} x {detail.quantity}")
@@ -265,8 +253,5 @@ def refund(
 ) -> None:
     """Refund a paid, undelivered order on-chain (the running node sends the transaction)."""
     with shop_engine() as (_, engine), Session(engine) as session:
-        try:
-            order_admin.begin_refund(session, order_id, reason)
-        except order_admin.OrderAdminError as error:
-            raise fail(str(error)) from None
+        order_admin.begin_refund(session, order_id, reason)
     console.print(f"Order {order_id} is marked for refund; the running node sends it within seconds.")

@@ -1,4 +1,8 @@
-"""Operating a running shop: its status, and simulated buyers for demos and load."""
+"""Operating a running shop: its status, and simulated buyers for demos and load.
+
+`status` reads the node's health endpoint, the chain and the store, so it works while the node
+runs; `simulate` drives the shop through its public API from dev accounts, as real buyers would.
+"""
 
 from __future__ import annotations
 

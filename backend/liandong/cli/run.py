@@ -24,8 +24,8 @@ from liandong.devtools.demo import DEMO_MERCHANT, seed_demo_shop
 from liandong.devtools.deploy import deploy_local_escrow
 from liandong.devtools.devnet import DEV_CHAIN_ID, Anvil
 from liandong.devtools.simulate import dev_account, dev_operator
-from liandong.runtime.node import run_node
-from liandong.store.db import make_engine, migrate, prepare_data_dir
+from liandong.runtime.node import assemble
+from liandong.store.db import open_shop_database, prepare_data_dir
 from liandong.vault.crypto import load_keyring
 from liandong.vault.service import Vault
 
@@ -82,8 +82,9 @@ async def _serve(settings: Settings, record: DeploymentRecord, announce: Callabl
                         return
                 await asyncio.sleep(0.2)
 
+    node = assemble(settings, record)
     async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(run_node(settings, record))
+        tasks.create_task(node.run())
         tasks.create_task(announce_when_healthy())
 
 
@@ -100,9 +101,7 @@ def _run(settings: Settings, record: DeploymentRecord, password: str | None) -> 
 
 
 def _seed_demo(settings: Settings, record: DeploymentRecord) -> str | None:
-    database_url = settings.resolved_database_url
-    migrate(database_url)
-    engine = make_engine(database_url)
+    engine = open_shop_database(settings)
     try:
         return seed_demo_shop(engine, Vault(load_keyring(settings)), record)
     finally:
@@ -174,4 +173,4 @@ def node(
     prepare_data_dir(settings.data_dir)
     record = DeploymentRecord.load(deployment_file) if deployment_file else deployment(settings)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the API drains, the rest resumes next run
-        asyncio.run(run_node(settings, record))
+        asyncio.run(assemble(settings, record).run())

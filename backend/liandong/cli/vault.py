@@ -1,4 +1,8 @@
-"""`liandong vault …`: operator commands for the card-key vault."""
+"""`liandong vault …`: operator commands for the card-key vault.
+
+Rotating the master key and retiring the previous one. The work is `vault/rotation.py`'s and runs
+online (the nodes keep delivering meanwhile), so these commands only open the shop and report.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from liandong.cli.common import shop_engine
+from liandong.cli.common import Commands, shop_engine
 from liandong.vault.crypto import previous_key_file
-from liandong.vault.rotation import (
-    REENCRYPT_BATCH,
-    RotationRefusedError,
-    retire_previous_key,
-    rotate_vault,
-)
+from liandong.vault.rotation import REENCRYPT_BATCH, retire_previous_key, rotate_vault
 
-vault_app = typer.Typer(help="The card-key vault: encryption keys of the stock.", no_args_is_help=True)
+vault_app = typer.Typer(
+    cls=Commands, help="The card-key vault: encryption keys of the stock.", no_args_is_help=True
+)
 console = Console()
 errors = Console(stderr=True)
 
@@ -39,11 +40,7 @@ def rotate(
     in small batches while the nodes keep delivering; then remove the previous master key once
     every running node uses the new one."""
     with shop_engine() as (settings, engine):
-        try:
-            result = rotate_vault(settings, engine, batch_size=batch_size, wait_seconds=wait)
-        except RotationRefusedError as error:
-            errors.print(str(error), markup=False, highlight=False)
-            raise typer.Exit(code=1) from None
+        result = rotate_vault(settings, engine, batch_size=batch_size, wait_seconds=wait)
     key_file = settings.resolved_master_key_file
     console.print(
         f"New master key {result.new_key_id} ({key_file}); {result.products} product(s) have new data "

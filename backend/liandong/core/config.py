@@ -1,4 +1,9 @@
-"""All settings in one place, read from `LIANDONG_*` environment variables or a `.env` file."""
+"""All settings in one place, read from `LIANDONG_*` environment variables or a `.env` file.
+
+One pydantic `Settings` for every process (node, CLI, tools) so a setting means the same everywhere;
+secrets come only from here, and defaults that depend on others (the database URL, the public URL,
+the master key file) are resolved by its properties, never by the callers.
+"""
 
 from __future__ import annotations
 

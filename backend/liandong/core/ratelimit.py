@@ -6,11 +6,12 @@ own clients; a shop that needs one global count puts its reverse proxy's limit i
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
+
+from liandong.core.errors import TooManyRequestsError
 
 _PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
@@ -18,10 +19,9 @@ MAX_CLIENTS = 100_000
 """Clients tracked per limit; beyond that the least recently seen are forgotten."""
 
 
-class RateLimitExceededError(Exception):
+class RateLimitExceededError(TooManyRequestsError):
     def __init__(self, retry_after: float) -> None:
-        super().__init__(f"too many requests; retry in {math.ceil(retry_after)} s")
-        self.retry_after = math.ceil(retry_after)
+        super().__init__(retry_after, "too many requests; retry in {seconds} s")
 
 
 @dataclass

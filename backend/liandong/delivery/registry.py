@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from liandong.core.config import Settings
+from liandong.core.errors import InvalidError
 from liandong.delivery.channels import Channel, InSiteChannel
 from liandong.delivery.mail import EmailChannel
 from liandong.delivery.sms import SmsChannel
@@ -31,6 +32,10 @@ class ChannelState:
     enabled: bool
     configured: bool
     """Settings give it what it needs; an enabled channel that is not configured is skipped."""
+
+
+class ChannelOrderError(InvalidError, ValueError):
+    """The merchant asked for an order of channels that names an unknown one or one twice."""
 
 
 class ChannelRouter:
@@ -72,9 +77,11 @@ class ChannelRouter:
         """Enables `names` in this order and disables the other channels; commits."""
         unknown = [name for name in names if name not in CHANNEL_NAMES]
         if unknown:
-            raise ValueError(f"unknown channel(s) {', '.join(unknown)}; known: {', '.join(CHANNEL_NAMES)}")
+            raise ChannelOrderError(
+                f"unknown channel(s) {', '.join(unknown)}; known: {', '.join(CHANNEL_NAMES)}"
+            )
         if len(set(names)) != len(names):
-            raise ValueError("a channel is listed more than once")
+            raise ChannelOrderError("a channel is listed more than once")
         placed = [*names, *(name for name in CHANNEL_NAMES if name not in names)]
         for position, name in enumerate(placed):
             session.merge(ChannelSetting(name=name, position=position, enabled=name in names))

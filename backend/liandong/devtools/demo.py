@@ -1,4 +1,8 @@
-"""The demo shop `liandong up` fills an empty local shop with: a catalogue with keys, a login."""
+"""The demo shop `liandong up` fills an empty local shop with: a catalogue with keys, a login.
+
+Only an empty shop is filled (no products: the catalogue; no merchant: a login with a generated
+password, shown once), so a restart, or a shop with real data, is left as it is.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Deploying a local escrow for `up`, the tests and the benchmarks: runs the merchants' own
-`ape run deploy`, so there is one deploy path."""
+"""Deploying a local escrow for `up`, the tests and the benchmarks.
+
+It runs the merchants' own `ape run deploy` against the local chain, so there is one deploy path and
+the record it writes is the one a real deployment writes.
+"""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote
 from liandong.core.config import Settings
 from liandong.devtools.devnet import DEV_MNEMONIC, Anvil, free_port
 from liandong.services.orders import DELIVERY_WINDOW_SECONDS, IssuedQuote, create_quote
-from liandong.store.db import make_engine, migrate
+from liandong.store.db import open_shop_database
 from liandong.store.models import OrderStatus, Product, ProductPrice, ShopOrder, as_utc, utcnow
 from liandong.vault.crypto import load_keyring
 from liandong.vault.importer import import_keys
@@ -93,20 +93,6 @@ class DevBuyer:
         )
         self.nonce += 1
         return self.w3.eth.send_raw_transaction(signed.raw_transaction).to_0x_hex()
-
-
-def quote_from_api(terms: dict[str, Any]) -> Quote:
-    """The `quote` of a `POST /api/quotes` answer, as `pay` takes it."""
-    return Quote(
-        order_id=bytes.fromhex(terms["orderId"].removeprefix("0x")),
-        product_id=terms["productId"],
-        quantity=terms["quantity"],
-        token=terms["token"],
-        amount=int(terms["amount"]),
-        buyer=terms["buyer"],
-        expiry=terms["expiry"],
-        delivery_deadline=terms["deliveryDeadline"],
-    )
 
 
 PRICE = 10**15
@@ -168,7 +154,7 @@ def place_orders(
             )
         issued = answer.json()
         paid_at = utcnow()
-        buyer.pay(quote_from_api(issued["quote"]), bytes.fromhex(issued["signature"].removeprefix("0x")))
+        buyer.pay(Quote.from_json(issued["quote"]), bytes.fromhex(issued["signature"].removeprefix("0x")))
         placed.append(PlacedOrder(issued["order"], paid_at))
         on_paid()
     return placed
@@ -256,9 +242,7 @@ class LocalShop:
     nodes: list[NodeProcess] = field(init=False)
 
     def __post_init__(self) -> None:
-        url = self.settings().resolved_database_url
-        migrate(url)
-        self.engine = make_engine(url)
+        self.engine = open_shop_database(self.settings())
         self.w3 = Web3(Web3.HTTPProvider(self.anvil.http_url))
         self.vault = Vault(load_keyring(self.settings()))
         self.domain = EscrowDomain(self.record.chain_id, self.record.escrow)

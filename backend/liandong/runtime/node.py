@@ -1,4 +1,20 @@
-"""One shop node: the indexer, the delivery engine, the settlement sender and the API, in one loop."""
+"""The composition root: `assemble` builds one shop node's parts from the settings and the
+deployment record and wires them to each other; `Node.run` runs them until cancelled.
+
+One place wires them because the parts call each other back: the indexer hands confirmed orders
+to the delivery engine, which reads the chain's clock from the indexer and hands settlements to
+the sender (or, on a node that does not lead, to the leader through the cluster); the API reloads
+the engine's channels and asks the node for its health. Only this module knows every part, so
+`liandong up`, `liandong node` and the tests' in-process shop are built the same way: by
+`assemble`, a test giving by keyword what it prepared itself (a migrated database) and not
+calling `run` (it drives the API and the delivery engine by hand).
+
+`Node` is a dataclass of the parts, so that a caller can reach each one; the callbacks the parts
+are given (`settle`, `on_work`, `on_confirmed`, `chain_time`, the API's `channels_changed` and
+`health`) are its methods. The parts are built before the node that holds them, so `assemble`
+hands them the methods through the node it builds last; the API's `ShopContext` and app come from
+the finished node (`__post_init__`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +24,12 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -21,13 +40,14 @@ from liandong.chain.indexer import ConfirmationPolicy, ConfirmedOrder, Indexer, 
 from liandong.chain.quotes import EscrowDomain
 from liandong.chain.settlement import Settlement, SettlementSender
 from liandong.core.config import Settings
+from liandong.core.errors import InvalidError
 from liandong.delivery.engine import DeliveryEngine
 from liandong.delivery.registry import ChannelRouter
 from liandong.delivery.templates import TemplateBook
 from liandong.events import OrderEventHub
 from liandong.runtime.cluster import CONFIRMED, SETTLE, Cluster, ClusterHub
 from liandong.services.alerts import AlertNotifier
-from liandong.store.db import make_engine, migrate
+from liandong.store.db import open_shop_database
 from liandong.store.models import ChainCheckpoint
 from liandong.vault.crypto import load_keyring
 from liandong.vault.rotation import ACKNOWLEDGE_SECONDS
@@ -39,14 +59,135 @@ REORG_WINDOW = 64
 """Blocks kept for reorg detection; deeper reorganisations are treated as final history."""
 
 
-async def run_node(settings: Settings, record: DeploymentRecord) -> None:
-    """Runs until cancelled; everything it does is resumed from the database by the next run."""
+@dataclass
+class Node:
+    """One shop node's parts, wired by `assemble`; `run` runs them until cancelled, and everything
+    they do is resumed from the database by the next run."""
+
+    settings: Settings
+    record: DeploymentRecord
+    operator_key: str
+    engine: Engine
+    vault: Vault
+    hub: OrderEventHub
+    """A `ClusterHub` when nodes share a PostgreSQL database."""
+    templates: TemplateBook
+    channels: ChannelRouter
+    cluster: Cluster | None
+    """None on SQLite: this node alone, always the leader."""
+    sender: SettlementSender
+    delivery: DeliveryEngine
+    indexer: Indexer
+    node_id: str
+    """host:pid:port, as the cluster's leader and the vault's acknowledgements name this node."""
+    context: ShopContext = field(init=False)
+    app: FastAPI = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.context = ShopContext(
+            settings=self.settings,
+            engine=self.engine,
+            vault=self.vault,
+            hub=self.hub,
+            domain=EscrowDomain(self.record.chain_id, self.record.escrow),
+            operator_key=self.operator_key,
+            settle=self.settle,
+            resend=self.delivery.notify,
+            channels=self.channels,
+            templates=self.templates,
+            on_channels_changed=self.channels_changed,
+            health=self.health,
+        )
+        self.app = create_app(self.context)
+
+    def settle(self, settlements: Sequence[Settlement]) -> None:
+        """The leader's sender takes them; another node tells the leader at once to look them up
+        (its deliveries, and refunds asked for through its API: its own sender does not run)."""
+        if self.cluster is None or self.cluster.leading:
+            self.sender.submit(settlements)
+        elif settlements:
+            self.cluster.announce(SETTLE)
+
+    def chain_time(self) -> float:
+        """Unix time as the escrow judges deadlines: never behind the newest block's timestamp."""
+        return max(time.time(), self.indexer.head_time)
+
+    def on_work(self, work: str) -> None:
+        """A `liandong_work` payload from the cluster."""
+        if work == CONFIRMED:
+            self.delivery.wake()
+        elif self.cluster is not None and self.cluster.leading:
+            self.delivery.resubmit_unsettled()
+
+    def on_confirmed(self, confirmed: list[ConfirmedOrder]) -> None:
+        self.delivery.enqueue(confirmed)
+        if self.cluster is not None:
+            self.cluster.announce(CONFIRMED)
+
+    def channels_changed(self) -> None:
+        """The merchant changed the channels or templates: the engine uses them from its next notice."""
+        with Session(self.engine) as session:
+            self.templates.reload(session)
+            self.delivery.channels = self.channels.ordered(session)
+
+    def health(self) -> dict[str, Any]:
+        with Session(self.engine) as session:
+            checkpoint = session.get(ChainCheckpoint, self.record.chain_id)
+        return {
+            "status": "ok",
+            "leader": self.cluster is None or self.cluster.leading,
+            "head_source": self.indexer.mode,
+            "checkpoint": checkpoint.block_number if checkpoint else None,
+            "queue": self.delivery.queue.qsize(),
+        }
+
+    def acknowledge_master_key(self) -> None:
+        """Rereads the master keys and says which one this node uses (a rotation waits for it)."""
+        self.vault.acknowledge(self.engine, self.node_id)
+
+    async def lead(self) -> None:
+        """What only one node runs: the chain's reader and the operator key's transactions."""
+        self.sender.recover()
+        self.delivery.recover()
+        async with asyncio.TaskGroup() as leader_tasks:
+            leader_tasks.create_task(self.indexer.run())
+            leader_tasks.create_task(self.sender.run())
+            leader_tasks.create_task(_every(self.settings.settlement_rescan_seconds, self.delivery.rescan))
+            leader_tasks.create_task(AlertNotifier(self.engine, self.settings).run())
+
+    async def run(self) -> None:
+        """Serves the API and delivers; leads too when alone, or bids for the lead in a cluster."""
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host=self.settings.api_host,
+                port=self.settings.api_port,
+                log_level="warning",
+                lifespan="off",
+                **server_limits(self.settings),
+            )
+        )
+        self.acknowledge_master_key()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.delivery.run())
+            tasks.create_task(server.serve())
+            tasks.create_task(_every(ACKNOWLEDGE_SECONDS, self.acknowledge_master_key))
+            if self.cluster is None:
+                tasks.create_task(self.lead())
+            else:
+                tasks.create_task(self.cluster.listen())
+                tasks.create_task(self.cluster.lead(self.lead))
+
+
+def assemble(settings: Settings, record: DeploymentRecord, *, engine: Engine | None = None) -> Node:
+    """The node of `settings` for the escrow of `record`. `engine`: the settings' database, which
+    the caller migrated (a test's copy of one migrated once); by default it is migrated here."""
     if settings.rpc_url is None or settings.operator_key is None:
-        raise ValueError("a node needs LIANDONG_RPC_URL and LIANDONG_OPERATOR_KEY")
+        raise InvalidError("a node needs LIANDONG_RPC_URL and LIANDONG_OPERATOR_KEY")
     operator_key = settings.operator_key.get_secret_value()
     database_url = settings.resolved_database_url
-    migrate(database_url)
-    engine = make_engine(database_url)
+    if engine is None:
+        engine = open_shop_database(settings)
     vault = Vault(load_keyring(settings), lambda: load_keyring(settings))
     shared = make_url(database_url).get_backend_name() == "postgresql"
     hub = ClusterHub(database_url) if shared else OrderEventHub()
@@ -55,12 +196,14 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
     with Session(engine) as session:
         templates.reload(session)
         ordered_channels = channels.ordered(session)
+    node_id = f"{socket.gethostname()}:{os.getpid()}:{settings.api_port}"
+    node: Node  # built last, from the parts below: their callbacks reach it once they are called
     cluster = (
         Cluster(
             hub,
-            lambda work: on_work(work),
+            lambda work: node.on_work(work),
             lease=settings.leader_lease_seconds,
-            holder=f"{socket.gethostname()}:{os.getpid()}:{settings.api_port}",  # for operators
+            holder=node_id,  # for operators
         )
         if isinstance(hub, ClusterHub)
         else None
@@ -76,43 +219,17 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
         stuck_seconds=settings.stuck_transaction_seconds,
         fence=cluster.fence if cluster is not None else None,
     )
-
-    def settle(settlements: Sequence[Settlement]) -> None:
-        """The leader's sender takes them; another node tells the leader at once to look them up
-        (its deliveries, and refunds asked for through its API: its own sender does not run)."""
-        if cluster is None or cluster.leading:
-            sender.submit(settlements)
-        elif settlements:
-            cluster.announce(SETTLE)
-
     delivery = DeliveryEngine(
         engine,
         vault,
         ordered_channels,
-        settle,
+        lambda settlements: node.settle(settlements),
         hub=hub,
         public_url=settings.resolved_public_url,
         shared=shared,
         safety_margin=settings.delivery_safety_margin_seconds,
-        clock=lambda: max(time.time(), indexer.head_time),
+        clock=lambda: node.chain_time(),
     )
-
-    def on_work(work: str) -> None:
-        if work == CONFIRMED:
-            delivery.wake()
-        elif cluster is not None and cluster.leading:
-            delivery.resubmit_unsettled()
-
-    def on_confirmed(confirmed: list[ConfirmedOrder]) -> None:
-        delivery.enqueue(confirmed)
-        if cluster is not None:
-            cluster.announce(CONFIRMED)
-
-    def channels_changed() -> None:
-        with Session(engine) as session:
-            templates.reload(session)
-            delivery.channels = channels.ordered(session)
-
     policy = ConfirmationPolicy(
         settings.confirmations,
         settings.large_order_confirmations,
@@ -124,72 +241,24 @@ async def run_node(settings: Settings, record: DeploymentRecord) -> None:
         settings.resolved_ws_url,
         record.escrow,
         record.block_number,
-        on_confirmed,
+        lambda confirmed: node.on_confirmed(confirmed),
     )
-
-    async def lead() -> None:
-        """What only one node runs: the chain's reader and the operator key's transactions."""
-        sender.recover()
-        delivery.recover()
-        async with asyncio.TaskGroup() as leader_tasks:
-            leader_tasks.create_task(indexer.run())
-            leader_tasks.create_task(sender.run())
-            leader_tasks.create_task(_every(settings.settlement_rescan_seconds, delivery.rescan))
-            leader_tasks.create_task(AlertNotifier(engine, settings).run())
-
-    def health() -> dict[str, Any]:
-        with Session(engine) as session:
-            checkpoint = session.get(ChainCheckpoint, record.chain_id)
-        return {
-            "status": "ok",
-            "leader": cluster is None or cluster.leading,
-            "head_source": indexer.mode,
-            "checkpoint": checkpoint.block_number if checkpoint else None,
-            "queue": delivery.queue.qsize(),
-        }
-
-    app = create_app(
-        ShopContext(
-            settings=settings,
-            engine=engine,
-            vault=vault,
-            hub=hub,
-            domain=EscrowDomain(record.chain_id, record.escrow),
-            operator_key=operator_key,
-            settle=settle,
-            resend=delivery.notify,
-            channels=channels,
-            templates=templates,
-            on_channels_changed=channels_changed,
-            health=health,
-        )
+    node = Node(
+        settings=settings,
+        record=record,
+        operator_key=operator_key,
+        engine=engine,
+        vault=vault,
+        hub=hub,
+        templates=templates,
+        channels=channels,
+        cluster=cluster,
+        sender=sender,
+        delivery=delivery,
+        indexer=indexer,
+        node_id=node_id,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.api_host,
-            port=settings.api_port,
-            log_level="warning",
-            lifespan="off",
-            **server_limits(settings),
-        )
-    )
-    node_id = f"{socket.gethostname()}:{os.getpid()}:{settings.api_port}"
-
-    def acknowledge_master_key() -> None:
-        """Rereads the master keys and says which one this node uses (a rotation waits for it)."""
-        vault.acknowledge(engine, node_id)
-
-    acknowledge_master_key()
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(delivery.run())
-        tasks.create_task(server.serve())
-        tasks.create_task(_every(ACKNOWLEDGE_SECONDS, acknowledge_master_key))
-        if cluster is None:
-            tasks.create_task(lead())
-        else:
-            tasks.create_task(cluster.listen())
-            tasks.create_task(cluster.lead(lead))
+    return node
 
 
 async def _every(seconds: float, action: Callable[[], None]) -> None:

@@ -25,6 +25,7 @@ from eth_utils.exceptions import ValidationError
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
+from liandong.core.errors import InvalidError, UnauthorizedError
 from liandong.core.security import token_hash
 from liandong.store.models import BuyerChallenge, BuyerSession, as_utc
 
@@ -85,8 +86,12 @@ _ADDRESS_RE = re.compile(r"0x[0-9A-Fa-f]{40}", re.ASCII)
 _SIGNATURE_RE = re.compile(r"(?:0x)?([0-9A-Fa-f]{130})", re.ASCII)
 
 
-class BuyerAuthError(Exception):
+class BuyerAuthError(UnauthorizedError):
     """Sign-in refused or session not valid; the message says why and is safe to show the buyer."""
+
+
+class BuyerAddressError(InvalidError, BuyerAuthError):
+    """A sign-in challenge asked for something that is not an Ethereum address in EIP-55 form."""
 
 
 @dataclass(frozen=True)
@@ -162,11 +167,11 @@ def _parse_time(text: str) -> datetime:
 def _checksummed(address: str) -> str:
     """The EIP-55 form; a mixed-case address must already be it, as EIP-55 guards against typos."""
     if not _ADDRESS_RE.fullmatch(address):
-        raise BuyerAuthError(f"{address!r} is not an Ethereum address (0x and 40 hex digits)")
+        raise BuyerAddressError(f"{address!r} is not an Ethereum address (0x and 40 hex digits)")
     checksummed = to_checksum_address(address)
     mixed_case = address[2:] not in (address[2:].lower(), address[2:].upper())
     if mixed_case and address != checksummed:
-        raise BuyerAuthError(f"{address} has a wrong EIP-55 checksum (mistyped?)")
+        raise BuyerAddressError(f"{address} has a wrong EIP-55 checksum (mistyped?)")
     return checksummed
 
 

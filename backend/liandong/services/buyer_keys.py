@@ -10,23 +10,28 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any
 
 from eth_utils.address import to_checksum_address
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
+from liandong.core.errors import ConflictError, NotFoundError
 from liandong.core.security import token_hash
 from liandong.services.orders import OrderFacts
-from liandong.store.models import CardKey, Delivery, KeyAccess, OrderStatus, ShopOrder
+from liandong.store.models import KeyAccess, OrderStatus, ShopOrder
 from liandong.vault.service import Vault
 from liandong.vault.transport import order_aad, parse_public_key, seal
 
 MAX_WALLET_ORDERS = 200
 
 
-class OrderAccessDeniedError(Exception):
-    """The proof does not open this order (unknown order, wrong token, another wallet)."""
+class OrderAccessDeniedError(NotFoundError):
+    """The proof does not open this order (unknown order, wrong token, another wallet): the same
+    answer for "no such order" and "not yours", so that order ids cannot be probed."""
+
+    def __init__(self, chain_order_id: str) -> None:
+        super().__init__("no such order for this proof")
+        self.chain_order_id = chain_order_id
 
 
 class OrderState(OrderFacts):
@@ -81,13 +86,7 @@ def seal_keys(session: Session, vault: Vault, order: ShopOrder, public_key: str,
     if order.status != OrderStatus.DELIVERED or order.salt is None or order.commitment is None:
         raise OrderNotDeliveredError(f"order {order.chain_order_id} is {order.status.value}, not delivered")
     recipient = parse_public_key(public_key)
-    rows = session.exec(
-        select(CardKey.ciphertext)
-        .join(Delivery, col(Delivery.card_key_id) == col(CardKey.id))
-        .where(Delivery.order_id == order.id)
-        .order_by(col(Delivery.line_no))
-    ).all()
-    keys: list[Any] = [vault.decrypt(session, order.product_id, ciphertext) for ciphertext in rows]
+    keys = vault.delivered_keys(session, order)
     box = seal(json.dumps(keys).encode(), recipient, order_aad(order.chain_order_id))
     assert order.id is not None
     session.add(KeyAccess(order_id=order.id, via=via))
@@ -107,5 +106,5 @@ def keys_were_read(session: Session, chain_order_id: str) -> bool:
     return read is not None
 
 
-class OrderNotDeliveredError(Exception):
+class OrderNotDeliveredError(ConflictError):
     """The order has no keys yet (or never will: refunded)."""

@@ -1,4 +1,9 @@
-"""Products and their prices: what the storefront lists and the merchant edits."""
+"""Products and their prices: what the storefront lists and the merchant edits.
+
+The buyer's view (`storefront`) and the merchant's (`merchant_products`, with stock levels) are
+read from the same rows here, and products are created and edited only through `ProductIn` and
+`ProductPatch`, so the API and the CLI check a product the same way.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from liandong.core.errors import ConflictError, NotFoundError
 from liandong.services.orders import MAX_UINT256
 from liandong.services.stats import StockLevel, stock_levels
 from liandong.store.models import Product, ProductPrice
@@ -17,8 +23,12 @@ from liandong.store.models import Product, ProductPrice
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
-class CatalogueError(Exception):
-    """A product edit that cannot be made (duplicate SKU, unknown product)."""
+class CatalogueError(ConflictError):
+    """A product edit that cannot be made (a SKU taken, two prices in one token)."""
+
+
+class ProductNotFoundError(NotFoundError, CatalogueError):
+    """No product has this id."""
 
 
 class StockState(enum.StrEnum):
@@ -152,7 +162,7 @@ def merchant_products(session: Session) -> list[MerchantProduct]:
 def merchant_product(session: Session, product_id: int) -> MerchantProduct:
     product = session.get(Product, product_id)
     if product is None:
-        raise CatalogueError(f"no product {product_id}")
+        raise ProductNotFoundError(f"no product {product_id}")
     return _describe(session, [product])[0]
 
 
@@ -187,7 +197,7 @@ def create_product(session: Session, product_in: ProductIn) -> MerchantProduct:
 def update_product(session: Session, product_id: int, patch: ProductPatch) -> MerchantProduct:
     product = session.get(Product, product_id)
     if product is None:
-        raise CatalogueError(f"no product {product_id}")
+        raise ProductNotFoundError(f"no product {product_id}")
     for field, value in patch.model_dump(exclude_unset=True, exclude={"prices"}).items():
         if value is not None:
             setattr(product, field, value)

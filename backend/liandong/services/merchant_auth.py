@@ -8,7 +8,6 @@ SHA-256 is enough and keeps every authenticated request one index lookup.
 from __future__ import annotations
 
 import functools
-import math
 import re
 import secrets
 from collections.abc import Iterable
@@ -20,6 +19,13 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
+from liandong.core.errors import (
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
 from liandong.core.security import new_token, token_hash
 from liandong.store.models import ApiToken, Merchant, MerchantSession, as_utc
 
@@ -51,28 +57,34 @@ _LOGIN_REFUSED = "wrong username or password"
 MAX_LOCKOUT_SECONDS = 3600.0
 
 
-class AuthError(Exception):
-    """Not authenticated: unknown, expired or revoked credentials (the API answers 401)."""
+class AuthError(UnauthorizedError):
+    """Not authenticated: a wrong password, unknown, expired or revoked credentials."""
 
 
-class AccountLockedError(AuthError):
+class CredentialsError(AuthError):
+    """No valid dashboard session or API token came with the request: the answer names the
+    scheme that proves a merchant (`WWW-Authenticate: Bearer`)."""
+
+    challenge = "Bearer"
+
+
+class AccountLockedError(TooManyRequestsError, AuthError):
     """Too many wrong passwords for this account in a row: no password is checked until `retry_after`
     seconds have passed (the API answers 429 with Retry-After)."""
 
     def __init__(self, retry_after: float) -> None:
-        self.retry_after = max(1, math.ceil(retry_after))
-        super().__init__(f"too many failed log-ins for this account; try again in {self.retry_after} s")
+        super().__init__(retry_after, "too many failed log-ins for this account; try again in {seconds} s")
 
 
-class ScopeError(AuthError):
+class ScopeError(ForbiddenError, AuthError):
     """Authenticated, but the API token lacks the scope the request needs (the API answers 403)."""
 
 
-class AccountError(ValueError):
+class AccountError(InvalidError, ValueError):
     """A request to create or change an account or token is invalid; the message says why."""
 
 
-class UnknownTokenError(AccountError):
+class UnknownTokenError(NotFoundError, AccountError):
     """No API token with this id belongs to the merchant."""
 
 
@@ -194,10 +206,10 @@ def merchant_for_session(session: Session, token: str, *, now: datetime | None =
         .where(MerchantSession.token_hash == token_hash(token))
     ).first()
     if found is None:
-        raise AuthError("not logged in: unknown session")
+        raise CredentialsError("not logged in: unknown session")
     merchant, expires_at = found
     if as_utc(expires_at) <= as_utc(now):
-        raise AuthError("the session expired: log in again")
+        raise CredentialsError("the session expired: log in again")
     return merchant
 
 
@@ -329,10 +341,10 @@ def authenticate_api_token(
         .where(ApiToken.token_hash == token_hash(token))
     ).first()
     if found is None:
-        raise AuthError("unknown API token")
+        raise CredentialsError("unknown API token")
     row, merchant = found
     if row.revoked_at is not None:
-        raise AuthError("this API token was revoked")
+        raise CredentialsError("this API token was revoked")
     if required_scope not in row.scopes.split():
         raise ScopeError(f"this API token does not have the {required_scope} scope")
     moment = as_utc(now)

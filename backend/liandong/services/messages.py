@@ -1,10 +1,15 @@
-"""The merchant's delivery messages: template variants per channel, checked before they are saved."""
+"""The merchant's delivery messages: template variants per channel, checked before they are saved.
+
+A template is checked by the delivery engine's own sandbox (`delivery/templates.py`) before it is
+stored, so a message that would fail to render is refused when it is written, not at delivery.
+"""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
+from liandong.core.errors import InvalidError
 from liandong.delivery.templates import DEFAULT_TEMPLATES, TemplateError, check_template
 from liandong.store.models import MessageTemplate
 
@@ -12,7 +17,7 @@ TEMPLATED_CHANNELS = tuple(DEFAULT_TEMPLATES)
 """Channels that send a written message (the in-site page and the webhook send data)."""
 
 
-class MessageError(Exception):
+class MessageError(InvalidError):
     """A template that cannot be saved; the message says what to fix."""
 
 

@@ -1,4 +1,8 @@
-"""The merchant's view of orders: search, one order's whole timeline, refunds and resends."""
+"""The merchant's view of orders: search, one order's whole timeline, refunds and resends.
+
+A refund is only marked here (one conditional UPDATE, so it never overtakes a delivery); the
+settlement sender sends it. A resend builds the same notice the delivery engine sends.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from liandong.chain.settlement import Settlement, settlement_of
+from liandong.core.errors import ConflictError, NotFoundError
 from liandong.delivery.channels import DeliveryNotice, delivery_notice, product_names
 from liandong.services.orders import OrderFacts
 from liandong.store.models import MAX_ROW_ID, ChainTx, DeliveryAttempt, OrderStatus, Payment, ShopOrder
@@ -18,8 +23,12 @@ REFUNDABLE = (OrderStatus.PAID, OrderStatus.CONFIRMED)
 """The escrow refunds only orders without a recorded delivery; a delivered order is settled."""
 
 
-class OrderAdminError(Exception):
-    """The order does not exist, or cannot take this action in its state."""
+class OrderAdminError(ConflictError):
+    """The order cannot take this action in its state."""
+
+
+class OrderNotFoundError(NotFoundError, OrderAdminError):
+    """No order has this id."""
 
 
 class OrderFilter(BaseModel):
@@ -94,7 +103,7 @@ def list_orders(session: Session, where: OrderFilter) -> OrderPage:
 def find_order(session: Session, chain_order_id: str) -> ShopOrder:
     order = session.exec(select(ShopOrder).where(ShopOrder.chain_order_id == chain_order_id.lower())).first()
     if order is None:
-        raise OrderAdminError(f"no order {chain_order_id}")
+        raise OrderNotFoundError(f"no order {chain_order_id}")
     return order
 
 

@@ -1,4 +1,8 @@
-"""Quoting orders and reading them back: the buyer-facing operations on the store."""
+"""Quoting orders and reading them back: the buyer-facing operations on the store.
+
+`create_quote` prices, signs and stores an order in one go, so every quote the escrow can accept
+has its row (and the hash of the buyer's access token) in the store before the buyer sees it.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from sqlmodel import Session, col, func, select
 
 from liandong.chain.escrow import MIN_DELIVERY_WINDOW
 from liandong.chain.quotes import EscrowDomain, Quote, sign_quote
+from liandong.core.errors import ConflictError, InvalidError, NotFoundError
 from liandong.core.security import token_hash
 from liandong.store.models import CardKey, OrderStatus, Product, ProductPrice, ShopOrder
 
@@ -40,19 +45,16 @@ class OrderFacts(BaseModel):
         return cls.model_validate({**order.model_dump(), "order": order.chain_order_id})
 
 
-class OrderError(Exception):
-    """The request cannot become an order (unknown product, no price in that token, …)."""
+class OrderError(NotFoundError):
+    """The request cannot become an order: nothing is for sale on these terms (unknown or unlisted
+    product, no price in that token, …)."""
 
 
-class OrderAccessDeniedError(Exception):
-    """The order token does not open this order."""
-
-
-class BuyerRequiredError(OrderError):
+class BuyerRequiredError(InvalidError, OrderError):
     """The request names no buyer and does not ask for an open quote."""
 
 
-class SoldOutError(OrderError):
+class SoldOutError(ConflictError, OrderError):
     """Not enough keys left for the quantity asked."""
 
 

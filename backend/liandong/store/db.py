@@ -15,6 +15,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from liandong.core.config import Settings
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 PRIVATE_DIR = 0o700
@@ -112,3 +114,13 @@ def migrate(database_url: str) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     command.upgrade(config, "head")
+
+
+def open_shop_database(settings: Settings) -> Engine:
+    """The shop's database as `settings` name it (SQLite in the data folder unless `database_url`
+    says otherwise), with the data folder made private and the schema at the newest migration: how
+    every process of the shop (a node, the commands, the demo, the dev tools) opens its store."""
+    prepare_data_dir(settings.data_dir)
+    database_url = settings.resolved_database_url
+    migrate(database_url)
+    return make_engine(database_url)

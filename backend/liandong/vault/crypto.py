@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_utils.crypto import keccak
 
 from liandong.core.config import Settings
+from liandong.core.errors import LiandongError
 from liandong.store.db import PRIVATE_DIR, make_private
 
 KEY_BYTES = 32
@@ -33,8 +34,9 @@ NONCE_BYTES = 12
 FINGERPRINT_INFO = b"liandong card-key fingerprint"
 
 
-class VaultError(Exception):
-    """A key or ciphertext the vault cannot use; never carries plaintext in its message."""
+class VaultError(LiandongError):
+    """A key or ciphertext the vault cannot use (the shop's own failure, no caller's); never carries
+    plaintext in its message."""
 
 
 def _data_key_aad(product_id: int) -> bytes:

@@ -18,6 +18,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from liandong.core.errors import InvalidError
 from liandong.store.models import CardKey, ImportBatch, Product
 from liandong.vault.service import Vault
 from liandong.vault.tables import CARD_KEYS, DATA_KEYS
@@ -31,7 +32,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 key a buyer is meant to type or paste."""
 
 
-class KeyImportError(Exception):
+class KeyImportError(InvalidError):
     """A file that cannot be imported; nothing of it was written."""
 
     def __init__(self, reason: str, line: int | None = None) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from liandong.core.config import Settings
+from liandong.core.errors import ConflictError
 from liandong.store.models import as_utc, utcnow
 from liandong.vault.crypto import (
     Keyring,
@@ -66,7 +67,7 @@ Progress = Callable[[str, int, int], None]
 """Hears (stage, done, total): "re-encrypting" card keys."""
 
 
-class RotationRefusedError(Exception):
+class RotationRefusedError(ConflictError):
     """The rotation cannot be done here; the message tells the operator what to do instead."""
 
 

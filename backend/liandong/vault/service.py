@@ -1,13 +1,18 @@
-"""The vault as the rest of the shop sees it: encrypt and decrypt card keys by product."""
+"""The vault as the rest of the shop sees it: encrypt and decrypt card keys by product, and read an
+order's delivered keys back in line order.
+
+One object per process caches the unwrapped data keys, so card keys are decrypted without a
+database read each; the caching rules around rotation are in `Vault`'s docstring.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from sqlalchemy import Engine, insert, inspect, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from liandong.store.models import DataKey, utcnow
+from liandong.store.models import CardKey, DataKey, Delivery, ShopOrder, utcnow
 from liandong.vault.crypto import Keyring, ProductKey, VaultError, new_data_key
 from liandong.vault.tables import DATA_KEYS, RETIRED_DATA_KEYS, VAULT_NODES
 
@@ -132,6 +137,23 @@ class Vault:
             if attempt == 0:
                 current = self._load(session, product_id)
         raise VaultError(f"a card key does not decrypt for product {product_id}")
+
+    def delivered_keys(self, session: Session, order: ShopOrder) -> list[str]:
+        """The card keys handed out to `order`, decrypted, in line order (`Delivery.line_no`): the
+        order its commitment was computed in, so the buyer, the audit and the tests all read them
+        so."""
+        ciphertexts = (
+            session.connection()
+            .execute(
+                select(col(CardKey.ciphertext))
+                .join(Delivery, col(Delivery.card_key_id) == col(CardKey.id))
+                .where(col(Delivery.order_id) == order.id)
+                .order_by(col(Delivery.line_no))
+            )
+            .scalars()
+            .all()
+        )
+        return [self.decrypt(session, order.product_id, ciphertext) for ciphertext in ciphertexts]
 
     def acknowledge(self, engine: Engine, node_id: str) -> str:
         """Rereads the master keys and records which one this node uses now (`vault_node`), so that

@@ -1,5 +1,9 @@
 """The vault's columns and tables that migration 0007 added, as SQLAlchemy Core tables: data-key
-generations, the retired data keys a rotation still needs, and the nodes' acknowledgements."""
+generations, the retired data keys a rotation still needs, and the nodes' acknowledgements.
+
+Core tables, not models in `store/models.py`: only the vault reads and writes them, in bulk
+statements on the session's connection (imports, rotation), and no other layer should see them.
+"""
 
 from __future__ import annotations
 

@@ -55,6 +55,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from liandong.core.errors import InvalidError
+
 ALG = "X25519-HKDF-SHA256-A256GCM"
 INFO = b"liandong/key-transport/v1"
 KEY_BYTES = 32
@@ -66,9 +68,9 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}", re.ASCII)
 _CHAIN_ORDER_ID = re.compile(r"0x([0-9a-fA-F]{64})", re.ASCII)
 
 
-class TransportError(ValueError):
+class TransportError(InvalidError, ValueError):
     """A box that does not open: tampered with, sealed to another key or for another order. A
-    ValueError, as it always comes from bad input, which the API answers with a 4xx."""
+    ValueError too, as it always comes from bad input (the API answers 422)."""
 
 
 class TransportKeyError(TransportError):

@@ -269,6 +269,77 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "success_rate": ("Delivered", "送达率"),
     "orders_reached": ("Orders reached", "触达订单"),
     "came_back": ("Came back for keys", "回访取卡率"),
+    # ------------------------------------------------------------ dashboard: funds
+    "funds_title": ("Funds", "资金"),
+    "funds_escrow": (
+        "Escrow {escrow} on network {chain}, read at block {block}.",
+        "托管合约 {escrow}（网络 {chain}），读取于区块 {block}。",
+    ),
+    "funds_held": ("Held", "合约持有"),
+    "funds_escrowed": ("Escrowed", "托管中"),
+    "funds_merchant": ("Merchant balance", "商家余额"),
+    "funds_fees": ("Fees", "平台费"),
+    "funds_refund_credits": ("Refund credits", "待领退款"),
+    "funds_findings": (
+        "The escrow's state departs from its events ({findings}): run liandong audit.",
+        "托管合约状态与其事件不符（{findings}）：请运行 liandong audit。",
+    ),
+    "funds_operator_gas": ("Operator gas", "运营密钥燃料费"),
+    "funds_gas_low": (
+        "The operator key {address} holds {balance}, less than {batches} settlement batches cost "
+        "({needed}): top it up before settlements stop.",
+        "运营密钥 {address} 余额 {balance}，不足 {batches} 批结算所需（{needed}）：请在结算停止前充值。",
+    ),
+    "funds_settlement_lag": ("Deliveries not on-chain", "未上链的发货"),
+    "funds_lag_none": ("None", "无"),
+    "funds_lag_waiting": ("{waiting} (oldest {seconds} s)", "{waiting} 笔（最久 {seconds} 秒）"),
+    "funds_payments": ("Payments", "收款"),
+    "funds_accepting": ("Accepted", "正常收款"),
+    "funds_paused": ("Paused", "已暂停"),
+    "funds_connect": ("Connect the owner's wallet", "连接所有者钱包"),
+    "funds_refresh": ("Refresh", "刷新"),
+    "funds_withdraw": ("Withdraw", "提现"),
+    "funds_pause": ("Pause payments", "暂停收款"),
+    "funds_unpause": ("Resume payments", "恢复收款"),
+    "funds_account": ("Wallet {account}: {roles}.", "钱包 {account}：{roles}。"),
+    "funds_role_owner": ("owner", "所有者"),
+    "funds_role_payout": ("payout address", "收款地址"),
+    "funds_role_none": ("neither the owner nor the payout address", "既不是所有者也不是收款地址"),
+    "funds_role_separator": (", ", "、"),
+    "funds_wrong_network": (
+        "Your wallet is on network {current}; the escrow is on network {expected}: switch networks to sign.",
+        "您的钱包当前在网络 {current}，托管合约在网络 {expected}：请切换网络后再签名。",
+    ),
+    "funds_not_owner": (
+        "This wallet ({account}) is not the escrow's owner ({owner}): only the owner may pause or "
+        "resume payments. Nothing was sent.",
+        "此钱包（{account}）不是托管合约的所有者（{owner}）：只有所有者可以暂停或恢复收款。未发送任何交易。",
+    ),
+    "funds_not_merchant": (
+        "This wallet ({account}) is neither the escrow's owner ({owner}) nor its payout address "
+        "({payout}): only they may withdraw. Nothing was sent.",
+        "此钱包（{account}）既不是托管合约的所有者（{owner}）也不是收款地址（{payout}）："
+        "只有它们可以提现。未发送任何交易。",
+    ),
+    "funds_nothing": ("Nothing to withdraw in {token}.", "{token} 没有可提现的余额。"),
+    "funds_confirm_in_wallet": ("Confirm the transaction in your wallet…", "请在钱包中确认交易…"),
+    "funds_tx_sent": (
+        "Transaction {hash} sent; waiting for it to be mined…",
+        "交易 {hash} 已发送，等待上链…",
+    ),
+    "funds_withdrawn": (
+        "Withdrew {amount} to {payout} in transaction {hash} (block {block}); the merchant balance "
+        "is now {left}.",
+        "已提现 {amount} 至 {payout}，交易 {hash}（区块 {block}）；商家余额现为 {left}。",
+    ),
+    "funds_paused_done": (
+        "Payments paused in transaction {hash} (block {block}).",
+        "已暂停收款，交易 {hash}（区块 {block}）。",
+    ),
+    "funds_unpaused_done": (
+        "Payments resumed in transaction {hash} (block {block}).",
+        "已恢复收款，交易 {hash}（区块 {block}）。",
+    ),
 }
 
 LANGUAGES = ("en", "zh")

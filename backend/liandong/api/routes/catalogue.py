@@ -5,9 +5,10 @@ No `from __future__ import annotations` here: FastAPI reads the route signatures
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from liandong.api.deps import MerchantIdentity, RowId, Shop, merchant
+from liandong.core.errors import InvalidError, NotFoundError, TooLargeError
 from liandong.services import catalogue
 from liandong.services.imports import ImportJob, JobState
 
@@ -33,19 +34,13 @@ def create_product(
     product: catalogue.ProductIn, context: Shop, _: ProductsWrite
 ) -> catalogue.MerchantProduct:
     with context.session() as session:
-        try:
-            return catalogue.create_product(session, product)
-        except catalogue.CatalogueError as error:
-            raise HTTPException(status_code=409, detail=str(error)) from None
+        return catalogue.create_product(session, product)
 
 
 @router.get("/products/{product_id}", responses={404: {}})
 def get_product(product_id: RowId, context: Shop, _: ProductsRead) -> catalogue.MerchantProduct:
     with context.session() as session:
-        try:
-            return catalogue.merchant_product(session, product_id)
-        except catalogue.CatalogueError as error:
-            raise HTTPException(status_code=404, detail=str(error)) from None
+        return catalogue.merchant_product(session, product_id)
 
 
 @router.patch("/products/{product_id}", responses={404: {}, 409: {}})
@@ -54,11 +49,7 @@ def edit_product(
 ) -> catalogue.MerchantProduct:
     """Edits, lists (`active: true`) or unlists a product; `prices` replaces all its prices."""
     with context.session() as session:
-        try:
-            return catalogue.update_product(session, product_id, patch)
-        except catalogue.CatalogueError as error:
-            status = 404 if str(error).startswith("no product") else 409
-            raise HTTPException(status_code=status, detail=str(error)) from None
+        return catalogue.update_product(session, product_id, patch)
 
 
 @router.post(
@@ -96,23 +87,20 @@ async def import_keys(
     """
     size = int(request.headers.get("content-length") or 0)
     if size > MAX_IMPORT_BYTES:
-        raise HTTPException(status_code=413, detail=f"files up to {MAX_IMPORT_BYTES} bytes")
+        raise TooLargeError(f"files up to {MAX_IMPORT_BYTES} bytes")
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
         if len(data) > MAX_IMPORT_BYTES:
-            raise HTTPException(status_code=413, detail=f"files up to {MAX_IMPORT_BYTES} bytes")
+            raise TooLargeError(f"files up to {MAX_IMPORT_BYTES} bytes")
     with context.session() as session:
-        try:
-            catalogue.merchant_product(session, product_id)
-        except catalogue.CatalogueError as error:
-            raise HTTPException(status_code=404, detail=str(error)) from None
+        catalogue.merchant_product(session, product_id)
     fmt = format or ("csv" if filename.lower().endswith(".csv") else "txt")
     job = await context.imports.wait(
         context.imports.start(product_id, filename, bytes(data), fmt), IMPORT_ANSWER_SECONDS
     )
     if job.state == JobState.FAILED:
-        raise HTTPException(status_code=422, detail=job.error)
+        raise InvalidError(job.error or "nothing imported")
     if job.state == JobState.DONE:
         response.status_code = 201
     return job
@@ -122,5 +110,5 @@ async def import_keys(
 def import_progress(job_id: str, context: Shop, _: KeysImport) -> ImportJob:
     job = context.imports.get(job_id)
     if job is None:
-        raise HTTPException(status_code=404, detail="no such import job on this node")
+        raise NotFoundError("no such import job on this node")
     return job

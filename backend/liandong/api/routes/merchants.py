@@ -7,7 +7,7 @@ import dataclasses
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.security import APIKeyCookie
 from pydantic import BaseModel, Field
 
@@ -20,15 +20,9 @@ from liandong.api.deps import (
     merchant,
     signin_rate,
 )
+from liandong.core.errors import NotFoundError
 from liandong.services import merchant_auth, messages
-from liandong.services.merchant_auth import (
-    SCOPES,
-    AccountError,
-    AccountLockedError,
-    AuthError,
-    ScopeError,
-    UnknownTokenError,
-)
+from liandong.services.merchant_auth import SCOPES
 from liandong.store.models import ApiToken
 
 router = APIRouter(prefix="/api/merchant", tags=["merchant: account and channels"])
@@ -108,21 +102,14 @@ def login(request: LoginRequest, response: Response, context: Shop) -> LoginResp
     """Starts a dashboard session (an HttpOnly, SameSite=Strict cookie)."""
     hours = context.settings.merchant_session_hours
     with context.session() as session:
-        try:
-            token, expires_at = merchant_auth.login(
-                session,
-                request.username,
-                request.password,
-                hours,
-                lockout_after=context.settings.login_lockout_after,
-                lockout_seconds=context.settings.login_lockout_seconds,
-            )
-        except AccountLockedError as error:
-            raise HTTPException(
-                status_code=429, detail=str(error), headers={"Retry-After": str(error.retry_after)}
-            ) from None
-        except AuthError as error:
-            raise HTTPException(status_code=401, detail=str(error)) from None
+        token, expires_at = merchant_auth.login(
+            session,
+            request.username,
+            request.password,
+            hours,
+            lockout_after=context.settings.login_lockout_after,
+            lockout_seconds=context.settings.login_lockout_seconds,
+        )
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -162,14 +149,9 @@ def change_password(
 ) -> None:
     """Changes the password; every other dashboard session ends (API tokens stay valid)."""
     with context.session() as session:
-        try:
-            merchant_auth.change_password(
-                session, identity.id, request.current_password, request.new_password, keep_session=cookie
-            )
-        except AuthError as error:
-            raise HTTPException(status_code=401, detail=str(error)) from None
-        except AccountError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
+        merchant_auth.change_password(
+            session, identity.id, request.current_password, request.new_password, keep_session=cookie
+        )
 
 
 @router.get("/tokens")
@@ -182,26 +164,16 @@ def list_tokens(identity: Dashboard, context: Shop) -> list[TokenView]:
 def create_token(request: TokenRequest, identity: Dashboard, context: Shop) -> NewToken:
     """A token for an integration, limited to `scopes` (within the creator's); only its hash is kept."""
     with context.session() as session:
-        try:
-            plaintext, token = merchant_auth.create_api_token(
-                session, identity.id, request.name, request.scopes, allowed=identity.scopes
-            )
-        except ScopeError as error:
-            raise HTTPException(status_code=403, detail=str(error)) from None
-        except AccountError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
+        plaintext, token = merchant_auth.create_api_token(
+            session, identity.id, request.name, request.scopes, allowed=identity.scopes
+        )
     return NewToken(**_token_view(token).model_dump(), token=plaintext)
 
 
 @router.delete("/tokens/{token_id}", responses={403: {}, 404: {}})
 def revoke_token(token_id: RowId, identity: Dashboard, context: Shop) -> TokenView:
     with context.session() as session:
-        try:
-            revoked = merchant_auth.revoke_api_token(session, identity.id, token_id, allowed=identity.scopes)
-        except UnknownTokenError as error:
-            raise HTTPException(status_code=404, detail=str(error)) from None
-        except ScopeError as error:
-            raise HTTPException(status_code=403, detail=str(error)) from None
+        revoked = merchant_auth.revoke_api_token(session, identity.id, token_id, allowed=identity.scopes)
         return _token_view(revoked)
 
 
@@ -218,10 +190,7 @@ def list_channels(_: Account, context: Shop) -> list[ChannelView]:
 def order_channels(request: ChannelOrder, _: ChannelsWrite, context: Shop) -> list[ChannelView]:
     """Sets which channels deliver and in what order; a failing channel hands over to the next."""
     with context.session() as session:
-        try:
-            context.channels.set_order(session, request.order)
-        except ValueError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
+        context.channels.set_order(session, request.order)
         states = context.channels.describe(session)
     context.on_channels_changed()
     return [ChannelView(**dataclasses.asdict(state)) for state in states]
@@ -243,10 +212,7 @@ def save_template(
 ) -> messages.TemplateOut:
     """Creates or replaces a message variant; several active variants of a channel are an A/B test."""
     with context.session() as session:
-        try:
-            saved = messages.save_template(session, channel, variant, template)
-        except messages.MessageError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
+        saved = messages.save_template(session, channel, variant, template)
     context.on_channels_changed()
     return saved
 
@@ -255,5 +221,5 @@ def save_template(
 def delete_template(channel: str, variant: str, _: ChannelsWrite, context: Shop) -> None:
     with context.session() as session:
         if not messages.delete_template(session, channel, variant):
-            raise HTTPException(status_code=404, detail=f"no template {channel}/{variant}")
+            raise NotFoundError(f"no template {channel}/{variant}")
     context.on_channels_changed()

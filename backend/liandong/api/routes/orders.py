@@ -6,7 +6,7 @@ No `from __future__ import annotations` here: FastAPI reads the route signatures
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket
+from fastapi import APIRouter, Depends, Query, WebSocket
 from pydantic import BaseModel, Field
 
 from liandong.api.deps import (
@@ -22,7 +22,7 @@ from liandong.api.deps import (
 from liandong.delivery.channels import DeliveryNotice
 from liandong.events import OrderEvent
 from liandong.services import order_admin
-from liandong.services.order_admin import AttemptView, OrderAdminError
+from liandong.services.order_admin import AttemptView
 from liandong.store.models import OrderStatus
 
 router = APIRouter(prefix="/api/merchant", tags=["merchant: orders"])
@@ -54,24 +54,14 @@ def search_orders(
 def order_detail(order_id: str, context: Shop, _: OrdersRead) -> order_admin.OrderDetail:
     """One order with its payment, timeline, channel attempts and settlement transactions."""
     with context.session() as session:
-        try:
-            return order_admin.order_detail(session, order_id)
-        except OrderAdminError as error:
-            raise HTTPException(status_code=404, detail=str(error)) from None
+        return order_admin.order_detail(session, order_id)
 
 
 @router.post("/orders/{order_id}/refund", status_code=202, responses={404: {}, 409: {}})
 def refund(order_id: str, request: RefundRequest, context: Shop, _: OrdersWrite) -> RefundResponse:
     """Refunds a paid order that was not delivered, on-chain: the escrow sends the buyer's funds back."""
     with context.session() as session:
-        try:
-            order_admin.find_order(session, order_id)
-        except OrderAdminError as error:
-            raise HTTPException(status_code=404, detail=str(error)) from None
-        try:
-            settlement = order_admin.begin_refund(session, order_id, request.reason)
-        except OrderAdminError as error:
-            raise HTTPException(status_code=409, detail=str(error)) from None
+        settlement = order_admin.begin_refund(session, order_id, request.reason)
     context.settle([settlement])
     context.hub.publish(OrderEvent(order_id, OrderStatus.REFUNDING.value))
     return RefundResponse(
@@ -87,11 +77,7 @@ async def resend(order_id: str, context: Shop, _: OrdersWrite) -> list[AttemptVi
         with context.session() as session:
             return order_admin.resend_notice(session, order_id, context.settings.resolved_public_url)
 
-    try:
-        found = await asyncio.to_thread(notice)
-    except OrderAdminError as error:
-        status = 404 if str(error).startswith("no order") else 409
-        raise HTTPException(status_code=status, detail=str(error)) from None
+    found = await asyncio.to_thread(notice)
     attempts = await context.resend([found])
     return [AttemptView.model_validate(attempt.model_dump()) for attempt in attempts]
 

@@ -9,7 +9,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Path, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 
 from liandong.api.deps import (
@@ -28,7 +28,7 @@ from liandong.api.deps import (
     ws_shop,
 )
 from liandong.services import buyer_auth, buyer_keys, catalogue
-from liandong.services.orders import BuyerRequiredError, OrderError, SoldOutError, create_quote
+from liandong.services.orders import create_quote
 from liandong.store.models import MAX_ROW_ID, ShopOrder
 
 router = APIRouter(prefix="/api", tags=["buyers"])
@@ -67,7 +67,7 @@ class QuoteRequest(BaseModel):
 
 
 class QuoteTerms(BaseModel):
-    """The escrow's `Quote` struct, as the wallet passes it to `pay`."""
+    """The escrow's `Quote` struct, as the wallet passes it to `pay` (`Quote.to_json`'s form)."""
 
     orderId: str  # noqa: N815  (the contract's field names)
     productId: int  # noqa: N815
@@ -141,41 +141,25 @@ def products(context: Shop) -> list[catalogue.ListedProduct]:
 )
 def quote(request: QuoteRequest, context: Shop) -> QuoteResponse:
     """Prices and signs an order: the wallet calls the escrow's `pay(quote, signature)` with it."""
-    try:
-        with context.session() as session:
-            issued = create_quote(
-                session,
-                context.domain,
-                context.operator_key,
-                product_id=request.product_id,
-                quantity=request.quantity,
-                token=request.token.lower(),
-                buyer=request.buyer,
-                email=request.email,
-                phone=request.phone,
-                delivery_window=context.settings.delivery_window_seconds,
-                open_quote=request.open,
-            )
-    except BuyerRequiredError as error:
-        raise HTTPException(status_code=422, detail=str(error)) from None
-    except SoldOutError as error:
-        raise HTTPException(status_code=409, detail=str(error)) from None
-    except OrderError as error:
-        raise HTTPException(status_code=404, detail=str(error)) from None
+    with context.session() as session:
+        issued = create_quote(
+            session,
+            context.domain,
+            context.operator_key,
+            product_id=request.product_id,
+            quantity=request.quantity,
+            token=request.token.lower(),
+            buyer=request.buyer,
+            email=request.email,
+            phone=request.phone,
+            delivery_window=context.settings.delivery_window_seconds,
+            open_quote=request.open,
+        )
     terms = issued.quote
     return QuoteResponse(
         order=issued.order.chain_order_id,
         access_token=issued.access_token,
-        quote=QuoteTerms(
-            orderId="0x" + terms.order_id.hex(),
-            productId=terms.product_id,
-            quantity=terms.quantity,
-            token=terms.token,
-            amount=str(terms.amount),
-            buyer=terms.buyer,
-            expiry=terms.expiry,
-            deliveryDeadline=terms.delivery_deadline,
-        ),
+        quote=QuoteTerms.model_validate(terms.to_json()),
         signature="0x" + issued.signature.hex(),
         escrow=context.domain.verifying_contract,
         chain_id=context.domain.chain_id,
@@ -186,14 +170,10 @@ def quote(request: QuoteRequest, context: Shop) -> QuoteResponse:
 
 def _open(context: Shop, order_id: str, proof: BuyerProof) -> ShopOrder:
     with context.session() as session:
-        try:
-            if proof.order_token is not None:
-                return buyer_keys.order_for_token(session, order_id, proof.order_token)
-            assert proof.wallet is not None
-            return buyer_keys.order_for_wallet(session, order_id, proof.wallet)
-        except buyer_keys.OrderAccessDeniedError:
-            # The same answer for "no such order" and "not yours": ids cannot be probed.
-            raise HTTPException(status_code=404, detail="no such order for this proof") from None
+        if proof.order_token is not None:
+            return buyer_keys.order_for_token(session, order_id, proof.order_token)
+        assert proof.wallet is not None
+        return buyer_keys.order_for_wallet(session, order_id, proof.wallet)
 
 
 @router.get("/orders/{order_id}", dependencies=[Depends(status_rate)], responses={404: {}})
@@ -220,28 +200,20 @@ def order_keys(
     order = _open(context, order_id, proof)
     via = "token" if proof.order_token is not None else "wallet"
     with context.session() as session:
-        try:
-            return buyer_keys.seal_keys(session, context.vault, order, request.public_key, via)
-        except buyer_keys.OrderNotDeliveredError as error:
-            raise HTTPException(status_code=409, detail=str(error)) from None
-        except ValueError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
+        return buyer_keys.seal_keys(session, context.vault, order, request.public_key, via)
 
 
 @router.post("/buyer/challenge", dependencies=[Depends(signin_rate)])
 def challenge(request: ChallengeRequest, context: Shop) -> ChallengeResponse:
     """A Sign-In with Ethereum message for the wallet to sign; valid once, for a few minutes."""
     with context.session() as session:
-        try:
-            issued = buyer_auth.issue_challenge(
-                session,
-                domain=context.settings.public_host,
-                uri=context.settings.resolved_public_url,
-                chain_id=context.domain.chain_id,
-                address=request.address,
-            )
-        except buyer_auth.BuyerAuthError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
+        issued = buyer_auth.issue_challenge(
+            session,
+            domain=context.settings.public_host,
+            uri=context.settings.resolved_public_url,
+            chain_id=context.domain.chain_id,
+            address=request.address,
+        )
     return ChallengeResponse(message=issued.message, nonce=issued.nonce, expires_at=issued.expires_at)
 
 
@@ -249,17 +221,14 @@ def challenge(request: ChallengeRequest, context: Shop) -> ChallengeResponse:
 def sign_in(request: SignInRequest, context: Shop) -> SignInResponse:
     """Exchanges the signed challenge for a wallet session that opens every order the wallet paid."""
     with context.session() as session:
-        try:
-            login = buyer_auth.sign_in(
-                session,
-                request.message,
-                request.signature,
-                domain=context.settings.public_host,
-                chain_id=context.domain.chain_id,
-                session_hours=context.settings.buyer_session_hours,
-            )
-        except buyer_auth.BuyerAuthError as error:
-            raise HTTPException(status_code=401, detail=str(error)) from None
+        login = buyer_auth.sign_in(
+            session,
+            request.message,
+            request.signature,
+            domain=context.settings.public_host,
+            chain_id=context.domain.chain_id,
+            session_hours=context.settings.buyer_session_hours,
+        )
     return SignInResponse(token=login.token, address=login.address, expires_at=login.expires_at)
 
 
@@ -298,7 +267,7 @@ def _opens(context: ShopContext, order_id: str, message: Any) -> bool:
         return False
     try:
         _open(context, order_id, proof)
-    except HTTPException:
+    except buyer_keys.OrderAccessDeniedError:
         return False
     return True
 

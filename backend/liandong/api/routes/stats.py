@@ -8,7 +8,7 @@ No `from __future__ import annotations` here: FastAPI reads the route signatures
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 
 from liandong.api.deps import MerchantIdentity, Shop, merchant
 from liandong.services import stats
@@ -24,10 +24,7 @@ Threshold = Annotated[
 
 
 def _window(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
-    try:
-        return stats.resolve_window(since, until)
-    except stats.WindowError as error:
-        raise HTTPException(status_code=422, detail=str(error)) from None
+    return stats.resolve_window(since, until)
 
 
 @router.get("/efficiency", responses={422: {}})

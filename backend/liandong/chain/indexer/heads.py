@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import websockets
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from liandong.chain.escrow import rpc_hex, rpc_int
+from liandong.chain.indexer.transport import RpcTransport
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,14 @@ class HeadSource(Protocol):
 class PollingHeads:
     """Heads by asking the node for the head's number over HTTP every `interval` seconds."""
 
-    def __init__(self, rpc: AsyncWeb3[AsyncHTTPProvider], interval: float) -> None:
+    def __init__(self, rpc: RpcTransport, interval: float) -> None:
         self.rpc = rpc
         self.interval = interval
         self.mode = "starting"
 
     async def poll(self, sink: HeadSink) -> None:
         """One look at the head."""
-        sink.note_height(await self.rpc.eth.block_number)
+        sink.note_height(rpc_int(await self.rpc.call("eth_blockNumber", [])))
 
     async def follow(self, sink: HeadSink) -> None:
         self.mode = "polling"

@@ -5,6 +5,11 @@ Whatever brought the head (`heads`), the same `sync` closes the gap from the che
 block's parent hash is checked against the stored one to notice a reorganisation, which rolls the
 store back to the newest block still canonical. The logs are read raw and decoded here; what they
 do to the orders is the store's (`store`), one transaction per run of blocks.
+
+Providers cap `eth_getLogs` (a block range, a number of results): a range refused for its size is
+split in halves until each part is answered, never skipped, and the indexer remembers the smaller
+span that worked, growing it back slowly (`LogSpan`). Throttling and failing providers are retried
+by the transport (`transport`: `Retry-After`, else backoff with jitter).
 """
 
 from __future__ import annotations
@@ -14,16 +19,50 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.types import RPCEndpoint
+from web3 import AsyncWeb3
 
 from liandong.chain.escrow import SETTLEMENT_TOPICS, decode_log
 from liandong.chain.indexer.heads import Header, HeadSource, PollingHeads, WebsocketHeads, safety_poll
 from liandong.chain.indexer.store import ConfirmedOrder, IndexerStore
+from liandong.chain.indexer.transport import LogsLimitError, RpcTransport
 
 log = logging.getLogger(__name__)
 
 _TOPIC_HEXES = ["0x" + topic.hex() for topic in SETTLEMENT_TOPICS]
+
+
+class BlockUnavailableError(RuntimeError):
+    """The node has no block at that height (yet): a provider behind the head it reported."""
+
+
+class LogSpan:
+    """How many blocks one `eth_getLogs` asks for: halved when the provider refuses a span, grown
+    back by a quarter after `grow_after` answers in a row, never up to a span refused in the last
+    `forget_after` answers (a dense stretch may have been the cause, so it is tried again later)."""
+
+    def __init__(self, ceiling: int, *, grow_after: int = 16, forget_after: int = 256) -> None:
+        self.ceiling = ceiling
+        self.current = ceiling
+        self.grow_after = grow_after
+        self.forget_after = forget_after
+        self.refused: int | None = None
+        self._answered = 0
+        self._since_refused = 0
+
+    def shrink(self, refused: int) -> None:
+        self.refused = refused if self.refused is None else min(self.refused, refused)
+        self.current = max(1, min(self.current, refused // 2))
+        self._answered = self._since_refused = 0
+
+    def answered(self) -> None:
+        self._answered += 1
+        self._since_refused += 1
+        if self.refused is not None and self._since_refused >= self.forget_after:
+            self.refused = None
+        if self._answered >= self.grow_after and self.current < self.ceiling:
+            self._answered = 0
+            limit = self.ceiling if self.refused is None else max(1, self.refused - 1)
+            self.current = max(self.current, min(limit, self.current + max(1, self.current // 4)))
 
 
 class Indexer:
@@ -43,11 +82,12 @@ class Indexer:
         safety_poll_interval: float = 5.0,
     ) -> None:
         self.store = store
-        self.rpc = AsyncWeb3(AsyncHTTPProvider(http_url, request_kwargs={"timeout": 10}))
+        self.rpc = RpcTransport(http_url)
         self.escrow = AsyncWeb3.to_checksum_address(escrow)
         self.start_block = start_block
         self.on_confirmed = on_confirmed
         self.backfill_chunk = backfill_chunk
+        self.log_span = LogSpan(backfill_chunk)
         self.poll_interval = poll_interval
         self.safety_poll_interval = safety_poll_interval
         self.polling = PollingHeads(self.rpc, poll_interval)
@@ -113,8 +153,7 @@ class Indexer:
         cached = self._headers.get(number)
         if cached is not None:
             return cached
-        block = await self.rpc.eth.get_block(number)
-        header = Header.from_rpc(block)
+        header = await self._block(number)
         self.head_time = max(self.head_time, header.timestamp)
         return header
 
@@ -163,11 +202,43 @@ class Indexer:
             position, position_hash = headers[-1].number, headers[-1].hash
             self._position, self._position_hash = position, position_hash
 
+    async def _block(self, number: int) -> Header:
+        block = await self.rpc.call("eth_getBlockByNumber", [hex(number), False])
+        if block is None:
+            raise BlockUnavailableError(f"the node has no block {number} yet")
+        return Header.from_rpc(block)
+
     async def _logs(self, first: int, last: int) -> list[dict[str, Any]]:
         """The escrow's settlement logs in blocks `first`..`last`, as the node sends them: web3's
-        result formatting costs more than the decoding itself at a few hundred logs a block."""
-        response = await self.rpc.provider.make_request(
-            RPCEndpoint("eth_getLogs"),
+        result formatting costs more than the decoding itself at a few hundred logs a block.
+
+        Asked for in spans of `log_span` blocks; a span the provider refuses for its size is
+        halved and asked again from the same block, so every block of the range is read once."""
+        found: list[dict[str, Any]] = []
+        start = first
+        while start <= last:
+            end = min(last, start + self.log_span.current - 1)
+            try:
+                found.extend(await self._logs_once(start, end))
+            except LogsLimitError as refused:
+                if end == start:
+                    raise  # one block over the provider's limit: nothing smaller to ask for
+                self.log_span.shrink(end - start + 1)
+                log.warning(
+                    "eth_getLogs %s..%s refused (%s); asking %s blocks at a time",
+                    start,
+                    end,
+                    refused.error,
+                    self.log_span.current,
+                )
+                continue
+            self.log_span.answered()
+            start = end + 1
+        return found
+
+    async def _logs_once(self, first: int, last: int) -> list[dict[str, Any]]:
+        logs: list[dict[str, Any]] = await self.rpc.call(
+            "eth_getLogs",
             [
                 {
                     "fromBlock": hex(first),
@@ -177,9 +248,6 @@ class Indexer:
                 }
             ],
         )
-        if "error" in response:
-            raise RuntimeError(f"eth_getLogs failed: {response['error']}")
-        logs: list[dict[str, Any]] = response["result"]
         return logs
 
     async def _linked_headers(self, position: int, position_hash: str, head: int) -> list[Header]:
@@ -215,7 +283,7 @@ class Indexer:
 
     async def _check_tip(self, position: int, position_hash: str) -> tuple[int, str]:
         """A reorg to a chain no longer than ours shows only as a new hash at our own height."""
-        canonical = Header.from_rpc(await self.rpc.eth.get_block(position))
+        canonical = await self._block(position)
         if canonical.hash == position_hash:
             return position, position_hash
         self._headers.pop(position, None)
@@ -226,14 +294,13 @@ class Indexer:
         number = position
         while number >= 0:
             stored = self.store.stored_hash(number)
-            block = await self.rpc.eth.get_block(number)
-            canonical = Header.from_rpc(block)
+            canonical = await self._block(number)
             if stored is None or stored == canonical.hash:
                 break
             number -= 1
         for stale in [n for n in self._headers if n > number]:
             del self._headers[stale]
-        ancestor = Header.from_rpc(await self.rpc.eth.get_block(number))
+        ancestor = await self._block(number)
         orphaned = self.store.rollback_to(ancestor)
         log.warning("reorg: rolled back to block %s (%s payments orphaned)", number, orphaned)
         return ancestor.number, ancestor.hash

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement
 from sqlmodel import col, func
 
+from liandong.core.errors import InvalidError
 from liandong.store.models import OrderStatus, ShopOrder, as_utc, utcnow
 
 DEFAULT_WINDOW = timedelta(hours=24)
@@ -25,14 +26,17 @@ DEFAULT_THRESHOLD_SECONDS = 10.0
 abnormal log); the `latency_alert_seconds` setting has the same default."""
 
 
-class WindowError(ValueError):
-    """The time window is empty, reversed or too long."""
+class WindowError(InvalidError, ValueError):
+    """The time window is empty, reversed, too long or out of the calendar's range."""
 
 
 def resolve_window(since: datetime | None = None, until: datetime | None = None) -> tuple[datetime, datetime]:
     """[since, until) in UTC; `until` defaults to now and `since` to `DEFAULT_WINDOW` before it."""
     end = utcnow() if until is None else as_utc(until)
-    start = end - DEFAULT_WINDOW if since is None else as_utc(since)
+    try:
+        start = end - DEFAULT_WINDOW if since is None else as_utc(since)
+    except OverflowError:  # `until` so early that the default window would start before year 1
+        raise WindowError("the window starts before the calendar does") from None
     if start >= end:
         raise WindowError("the window must start before it ends")
     if end - start > MAX_WINDOW:

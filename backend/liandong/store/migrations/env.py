@@ -1,4 +1,8 @@
-"""Alembic environment: runs the migrations against the URL that `db.migrate` passes."""
+"""Alembic environment: runs the migrations against the URL that `db.migrate` passes.
+
+No alembic.ini: `store/db.py` builds the configuration in code, so the migrations run from wherever
+the shop is installed, against the database its settings name.
+"""
 
 from __future__ import annotations
 

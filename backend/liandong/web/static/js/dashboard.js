@@ -3,6 +3,7 @@
 // log and the A/B results of the message templates.
 import { ApiError, api, liveSocket, sleep } from "./api.js";
 import { draw } from "./charts.js";
+import { mountFunds } from "./funds.js";
 import { onLanguageChange, setText, t } from "./i18n.js";
 import { formatAmount, tokenInfo, units } from "./tokens.js";
 
@@ -437,6 +438,7 @@ async function showDashboard(username) {
   await loadStock(); // product names for the other panels
   await Promise.all([refreshFigures(), loadOrders()]);
   connectFeed();
+  mountFunds(); // the Funds panel reads the chain: not waited for
 }
 
 async function logIn(event) {
