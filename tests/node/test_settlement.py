@@ -1,8 +1,10 @@
-"""The settlement sender sends an order once, however often the node's rescan hands it over."""
+"""The settlement sender sends an order once, however often the node's rescan hands it over, and a
+term cut off in the middle of a batch leaves nothing stuck for the next one."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from liandong.chain.escrow import OrderTerms
@@ -26,12 +28,10 @@ async def _submit_at_every_turn(sender: SettlementSender, settlement: Settlement
     running.cancel()
 
 
-def test_an_order_submitted_again_while_its_batch_is_being_sent_is_sent_once(shop_factory: Any) -> None:
-    shop: LocalShop = shop_factory()
-    issued = shop.quote(shop.add_product("once", ["ONCE-1"]))
+def _paid_settlement(shop: LocalShop, sku: str) -> Settlement:
+    issued = shop.quote(shop.add_product(sku, [f"{sku}-1"]))
     buyer = shop.buyer(4)
     buyer.pay(issued.quote, issued.signature)
-    shop.w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
     assert issued.order.id is not None
     terms = OrderTerms(
         bytes.fromhex(issued.order.chain_order_id[2:]),
@@ -40,8 +40,42 @@ def test_an_order_submitted_again_while_its_batch_is_being_sent_is_sent_once(sho
         issued.quote.amount,
         issued.quote.delivery_deadline,
     )
+    return Settlement(issued.order.id, terms, bytes(32))
+
+
+def test_an_order_submitted_again_while_its_batch_is_being_sent_is_sent_once(shop_factory: Any) -> None:
+    shop: LocalShop = shop_factory()
+    settlement = _paid_settlement(shop, "once")
+    shop.w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
     sender = _sender(shop)
-    asyncio.run(_submit_at_every_turn(sender, Settlement(issued.order.id, terms, bytes(32)), 1.5))
+    asyncio.run(_submit_at_every_turn(sender, settlement, 1.5))
     with Session(shop.engine) as session:
         sent = session.exec(select(ChainTx)).all()
-    assert [tx.order_ids for tx in sent] == [str(issued.order.id)]
+    assert [tx.order_ids for tx in sent] == [str(settlement.order_id)]
+
+
+async def _cut_off_mid_batch_then_lead_again(sender: SettlementSender, settlement: Settlement) -> None:
+    """The node loses the lead while the batch's gas is being estimated (its tasks are cancelled),
+    then leads again: the next term recovers, the rescan submits the order again, and it is sent."""
+    first_term = asyncio.get_running_loop().create_task(sender.run())
+    sender.submit([settlement])
+    sender._wake.set()
+    while settlement.order_id not in sender._in_flight:  # taken from the queue, not sent yet
+        await asyncio.sleep(0)
+    first_term.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first_term
+    sender.recover()
+    sender.submit([settlement])
+    second_term = asyncio.get_running_loop().create_task(sender.run())
+    await asyncio.sleep(1.0)
+    second_term.cancel()
+
+
+def test_a_term_cut_off_in_the_middle_of_a_batch_leaves_its_orders_to_the_next(shop_factory: Any) -> None:
+    shop: LocalShop = shop_factory()
+    settlement = _paid_settlement(shop, "cut")
+    asyncio.run(_cut_off_mid_batch_then_lead_again(_sender(shop), settlement))
+    with Session(shop.engine) as session:
+        sent = session.exec(select(ChainTx)).all()
+    assert [tx.order_ids for tx in sent] == [str(settlement.order_id)]

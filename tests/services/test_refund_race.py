@@ -140,7 +140,7 @@ def test_a_rollback_racing_a_delivery_flags_it_instead_of_unpaying_it(postgres_u
         assert holding.wait(10)
         release_later = threading.Timer(0.5, release.set)
         release_later.start()
-        store.rollback_to(Header(9, "0x09", "0x08", 0))  # waits for the delivery's row, then decides
+        store.rollback_to(Header(9, "0x09", "0x08", 0), 10)  # waits for the delivery's row, then decides
         deliverer.join(10)
     finally:
         event.remove(Session, "before_commit", hold_before_commit)

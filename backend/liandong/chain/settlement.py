@@ -167,8 +167,15 @@ class SettlementSender:
             self._wake.set()
 
     def recover(self) -> None:
-        """Marks the orders of transactions a previous run left pending as in flight; the first
-        round broadcasts again those the chain node does not know (see the module's doc)."""
+        """Starts a term from the database alone. What the last term held in memory goes: it may
+        have been cancelled mid-batch (this node lost the lead while sending), and an order left
+        marked in flight with no transaction behind it would never be sent. The orders of pending
+        transactions are in flight; the first round broadcasts again those the chain node does not
+        know (see the module's doc). The caller resubmits what is still owed."""
+        self._deliveries.clear()
+        self._refunds.clear()
+        self._resting.clear()
+        self._in_flight.clear()
         with Session(self.engine) as session:
             for tx in session.exec(select(ChainTx).where(ChainTx.status == ChainTxStatus.PENDING)).all():
                 self._in_flight.update(_order_ids(tx))

@@ -4,10 +4,13 @@
 methods is one transaction: `apply` records a run of blocks' payments, deliveries and refunds and
 moves the checkpoint to the run's last block in the same commit, so a crash replays at most the
 blocks whose effects were not committed; `rollback_to` undoes what a reorganisation took off the
-chain. Payments are written with one statement per kind for a whole run of blocks, so a block of a
-few hundred payments costs a few statements, not a few hundred. Order status changes are announced
-only once committed. The confirmation policy and what a confirmed order hands the delivery engine live here
-too: both are decided inside these transactions.
+chain. Both move the checkpoint only from the block the caller built on (a conditional write that
+also locks the row first): the indexer of a node that lost the lead and has not noticed yet cannot
+write behind the new leader's back or move the checkpoint backwards; it gets `StaleCheckpointError`
+and reads the database again. Payments are written with one statement per kind for a whole run of
+blocks, so a block of a few hundred payments costs a few statements, not a few hundred. Order status
+changes are announced only once committed. The confirmation policy and what a confirmed order hands
+the delivery engine live here too: both are decided inside these transactions.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ log = logging.getLogger(__name__)
 
 PAYMENT_REORGED = "payment reorged"
 """The anomaly of a delivered order whose payment a reorganisation took off the chain."""
+
+
+class StaleCheckpointError(RuntimeError):
+    """The checkpoint is no longer where this indexer left it (another node's indexer moved it):
+    nothing was written; sync again from the checkpoint the database holds."""
 
 
 @dataclass(frozen=True)
@@ -100,14 +108,33 @@ class IndexerStore:
             )
             session.commit()
 
+    @staticmethod
+    def _move_checkpoint(session: Session, chain_id: int, after: int, to: Header) -> None:
+        """Moves the checkpoint from block `after` to `to`, first in its transaction (the row lock
+        makes a concurrent indexer wait, then find the checkpoint moved)."""
+        moved = session.connection().execute(
+            update(ChainCheckpoint)
+            .where(col(ChainCheckpoint.chain_id) == chain_id, col(ChainCheckpoint.block_number) == after)
+            .values(block_number=to.number, block_hash=to.hash, updated_at=utcnow())
+        )
+        if moved.rowcount != 1:
+            raise StaleCheckpointError(f"the checkpoint of chain {chain_id} moved away from block {after}")
+
     def apply(
-        self, events: Sequence[EscrowEvent], blocks: Sequence[Header], upto: Header, head_number: int
+        self,
+        events: Sequence[EscrowEvent],
+        blocks: Sequence[Header],
+        after: int,
+        upto: Header,
+        head_number: int,
     ) -> list[ConfirmedOrder]:
-        """Applies the events of the blocks up to `upto` and moves the checkpoint there, in one
-        transaction; `blocks` are the headers to remember for reorg detection (near the head)."""
+        """Applies the events of the blocks after block `after` (the checkpoint) up to `upto` and
+        moves the checkpoint there, in one transaction; `blocks` are the headers to remember for
+        reorg detection (near the head)."""
         times = {block.number: block.timestamp for block in blocks}
         self._announcements = []  # what a failed earlier attempt noted never happened
         with Session(self.engine) as session:
+            self._move_checkpoint(session, self.chain_id, after, upto)
             orders = self._orders_named(session, events)
             paid = [event for event in events if isinstance(event, OrderPaid)]
             confirmed = self._record_payments(session, paid, orders, times, upto.timestamp)
@@ -151,11 +178,6 @@ class IndexerStore:
                         col(ChainBlock.number) < upto.number - self.reorg_window,
                     )
                 )
-            connection.execute(
-                update(ChainCheckpoint)
-                .where(col(ChainCheckpoint.chain_id) == self.chain_id)
-                .values(block_number=upto.number, block_hash=upto.hash, updated_at=utcnow())
-            )
             if self._awaiting_confirmations:
                 confirmed += self._confirm_due(session, min(head_number, upto.number))
             session.commit()
@@ -202,10 +224,12 @@ class IndexerStore:
         ).all()
         return {payer for payer in rows if payer is not None}
 
-    def rollback_to(self, ancestor: Header) -> int:
-        """Forgets everything after `ancestor`: payments there become unpaid again unless delivered."""
+    def rollback_to(self, ancestor: Header, after: int) -> int:
+        """Forgets everything after `ancestor` (the checkpoint being at block `after`): payments there
+        become unpaid again unless delivered."""
         self._announcements = []
         with Session(self.engine) as session:
+            self._move_checkpoint(session, self.chain_id, after, ancestor)
             orphaned = session.exec(
                 select(Payment).where(
                     Payment.chain_id == self.chain_id, Payment.block_number > ancestor.number
@@ -225,10 +249,6 @@ class IndexerStore:
                 )
             )
             self._unsettle_after(session, ancestor.number)
-            checkpoint = session.get(ChainCheckpoint, self.chain_id)
-            assert checkpoint is not None
-            checkpoint.block_number, checkpoint.block_hash = ancestor.number, ancestor.hash
-            session.add(checkpoint)
             session.commit()
         self._announce()
         return len(orphaned)

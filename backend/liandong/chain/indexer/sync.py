@@ -23,7 +23,7 @@ from web3 import AsyncWeb3
 
 from liandong.chain.escrow import SETTLEMENT_TOPICS, decode_log
 from liandong.chain.indexer.heads import Header, HeadSource, PollingHeads, WebsocketHeads, safety_poll
-from liandong.chain.indexer.store import ConfirmedOrder, IndexerStore
+from liandong.chain.indexer.store import ConfirmedOrder, IndexerStore, StaleCheckpointError
 from liandong.chain.indexer.transport import LogsLimitError, RpcTransport
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,10 @@ class Indexer:
     # ------------------------------------------------------------------- sync
 
     async def run(self) -> None:
+        """Follows the chain until cancelled. Each run (a node's term as leader) starts from the
+        checkpoint the database holds, never from what an earlier term of this process remembered."""
+        self._position, self._tip_suspect = -1, True
+        self._headers.clear()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.heads.follow(self))
             tasks.create_task(safety_poll(self.polling, self, self.safety_poll_interval))
@@ -143,8 +147,11 @@ class Indexer:
                     await self.sync()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("sync failed; retrying")
+                except Exception as error:
+                    if isinstance(error, StaleCheckpointError):  # another node's indexer moved it
+                        log.warning("%s; reading it again", error)
+                    else:
+                        log.exception("sync failed; retrying")
                     self._position = -1  # resume from the checkpoint the database holds
                     await asyncio.sleep(self.poll_interval)
                     self._wake.set()
@@ -177,7 +184,7 @@ class Indexer:
             head = self._head
             if head - position > self.store.reorg_window:
                 upto = min(position + self.backfill_chunk, head - self.store.reorg_window)
-                await self._apply_range(position + 1, upto, head)
+                await self._apply_range(position, upto, head)
                 position = upto
                 position_hash = (await self.header(upto)).hash
                 self._position, self._position_hash = position, position_hash
@@ -198,7 +205,7 @@ class Indexer:
                 for number in raced:
                     self._headers.pop(number, None)
                 continue
-            self._apply(logs, headers, head)
+            self._apply(logs, position, headers, head)
             position, position_hash = headers[-1].number, headers[-1].hash
             self._position, self._position_hash = position, position_hash
 
@@ -267,15 +274,15 @@ class Indexer:
             parent_hash = header.hash
         return linked
 
-    async def _apply_range(self, first: int, last: int, head: int) -> None:
-        logs = await self._logs(first, last)
+    async def _apply_range(self, after: int, last: int, head: int) -> None:
+        logs = await self._logs(after + 1, last)
         upto = await self.header(last)
         events = [event for event in map(decode_log, logs) if event is not None]
-        self._deliver_confirmed(self.store.apply(events, [], upto, head))
+        self._deliver_confirmed(self.store.apply(events, [], after, upto, head))
 
-    def _apply(self, logs: Sequence[Any], headers: Sequence[Header], head: int) -> None:
+    def _apply(self, logs: Sequence[Any], after: int, headers: Sequence[Header], head: int) -> None:
         events = [event for event in map(decode_log, logs) if event is not None]
-        self._deliver_confirmed(self.store.apply(events, headers, headers[-1], head))
+        self._deliver_confirmed(self.store.apply(events, headers, after, headers[-1], head))
 
     def _deliver_confirmed(self, confirmed: list[ConfirmedOrder]) -> None:
         if confirmed:
@@ -301,6 +308,6 @@ class Indexer:
         for stale in [n for n in self._headers if n > number]:
             del self._headers[stale]
         ancestor = await self._block(number)
-        orphaned = self.store.rollback_to(ancestor)
+        orphaned = self.store.rollback_to(ancestor, position)
         log.warning("reorg: rolled back to block %s (%s payments orphaned)", number, orphaned)
         return ancestor.number, ancestor.hash
