@@ -6,6 +6,10 @@
     ape run escrow propose-payout 0xNew | apply-payout | cancel-payout --account owner --network …
     ape run escrow transfer-ownership 0xNew --account owner --network …
     ape run escrow accept-ownership --account new-owner --network …
+    ape run escrow set-operator 0xNewHotKey --account owner --network …
+
+`set-operator` is the owner's half of a key rotation: `liandong escrow rotate-operator`, run on the
+shop's server, generates the new key into the shop's keystore and prints its address.
 
 `--account` is any ape account: a keyfile (`ape accounts import`), a Ledger or Trezor
 (`ape ledger add` / `ape trezor add`, from `pip install -e '.[wallets]'`), or a Safe
@@ -136,6 +140,12 @@ def cancel_payout(cli_ctx: Any, account: Any, record_path: Path | None) -> None:
 @click.argument("new_owner")
 def transfer_ownership(cli_ctx: Any, account: Any, record_path: Path | None, new_owner: str) -> None:
     _send(cli_ctx, account, record_path, lambda r, s: calls.transfer_ownership(r, s, new_owner))
+
+
+@_command("set-operator", "Make a new hot key (from `liandong escrow rotate-operator`) the operator.")
+@click.argument("new_operator")
+def set_operator(cli_ctx: Any, account: Any, record_path: Path | None, new_operator: str) -> None:
+    _send(cli_ctx, account, record_path, lambda r, s: calls.set_operator(r, s, new_operator))
 
 
 @_command("accept-ownership", "Step two: the pending owner takes the escrow over.")

@@ -29,6 +29,8 @@ _ORDER_TUPLE = "(bytes32,address,address,uint256,uint64,uint16)"
 RECORD_DELIVERIES = keccak(text=f"recordDeliveries(({_ORDER_TUPLE},bytes32)[])")[:4]
 REFUND_BATCH = keccak(text=f"refundBatch({_ORDER_TUPLE}[])")[:4]
 ORDER_STATUS = keccak(text="orderStatus(bytes32)")[:4]
+OPERATOR = keccak(text="operator()")[:4]
+"""Calldata of the escrow's `operator()` view: the address quotes must be signed by."""
 STATUS_MASK = 3
 ORDER_STATES = ("none", "paid", "delivered", "refunded")
 """The escrow's `Status` values, by number."""
@@ -238,6 +240,11 @@ def refund_batch_calldata(orders: Sequence[OrderTerms]) -> bytes:
 
 def order_status_calldata(order_id: bytes) -> bytes:
     return ORDER_STATUS + encode(["bytes32"], [order_id])
+
+
+def decode_address(result: bytes) -> str:
+    """The checksummed address a view such as `operator()` returns (one ABI word)."""
+    return to_checksum_address(result[12:32])
 
 
 def decode_order_status(result: bytes) -> int:

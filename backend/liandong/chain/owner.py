@@ -202,6 +202,14 @@ def accept_ownership(record: DeploymentRecord, new_owner: str) -> OwnerCall:
     return _call(record, "acceptOwnership", (), f"{new_owner} accepts the escrow's ownership", new_owner)
 
 
+def set_operator(record: DeploymentRecord, owner: str, new_operator: str) -> OwnerCall:
+    """Names a new operator key: quotes signed by the old one stop verifying once it is mined."""
+    new_operator = address(new_operator, "operator")
+    if int(new_operator, 16) == 0:
+        raise OwnerCallError("the operator cannot be the zero address: revoke it with revokeOperator")
+    return _call(record, "setOperator", (new_operator,), f"make {new_operator} the escrow's operator", owner)
+
+
 def safe_tx_hash(safe: str, chain_id: int, call: OwnerCall, nonce: int) -> bytes:
     """The EIP-712 hash a Safe (1.3.0+) checks its owners' signatures against: a plain call, no
     gas refund (`safeTxGas`, `baseGas`, `gasPrice` 0, no gas token or refund receiver)."""

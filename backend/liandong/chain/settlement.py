@@ -21,6 +21,9 @@ and is held for the merchant with its reason in the abnormal log otherwise. A ba
 estimate reverts is split in halves until the order that makes it revert is isolated: that order is
 held with the error in the abnormal log, the others are sent.
 
+When the escrow's operator changes (a key rotation), `use_key` switches the signing key; pending
+transactions of the old key are given up and their orders sent again with the new one.
+
 Every transaction in which the sender writes (its `ChainTx` rows, settlement marks, anomalies)
 calls `fence(session)` just before its commit, which raises if this node no longer leads.
 """
@@ -179,6 +182,13 @@ class SettlementSender:
         with Session(self.engine) as session:
             for tx in session.exec(select(ChainTx).where(ChainTx.status == ChainTxStatus.PENDING)).all():
                 self._in_flight.update(_order_ids(tx))
+
+    def use_key(self, operator_key: str) -> None:
+        """Signs with `operator_key` from now on: the escrow names a new operator. Pending
+        transactions of the previous key are given up at the next round and their orders sent again
+        by this one (an old transaction mined meanwhile settled them, and the escrow skips them)."""
+        self.account = Account.from_key(operator_key)
+        self._wake.set()
 
     def _commit(self, session: Session) -> None:
         if self.fence is not None:
@@ -382,7 +392,9 @@ class SettlementSender:
             else:
                 newest = attempts[-1]
                 age = datetime.now(UTC) - newest.created_at.replace(tzinfo=UTC)
-                if not await self._known(newest.tx_hash):
+                if newest.sender != self.account.address:  # the key before a rotation: not ours to bump
+                    self._forget(attempts)
+                elif not await self._known(newest.tx_hash):
                     await self._rebroadcast(attempts)
                 elif age.total_seconds() > self.stuck_seconds:
                     await self._bump(newest)

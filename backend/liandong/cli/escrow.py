@@ -4,7 +4,9 @@
 change, the ownership transfer) never take the owner's key: each prints the unsigned transaction
 for the owner's account (JSON on stdout for `cast send` or a wallet, a summary on stderr), or with
 `--propose-safe` the Safe transaction its owners sign. `ape run escrow …` signs the same calls with
-an ape account (keyfile, hardware wallet, Safe) where the owner's account lives.
+an ape account (keyfile, hardware wallet, Safe) where the owner's account lives. `rotate-operator`
+generates the new hot key into the shop's keystore (sealed by the master key) before it prints the
+owner's `setOperator`: the key never leaves the server, the owner's never comes to it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import typer
 from eth_abi.abi import decode
 from eth_utils.address import to_checksum_address
 from rich.table import Table
+from sqlmodel import Session
 
 from liandong.audit.report import JsonRpc, books_at_head
 from liandong.chain import owner as calls
@@ -30,6 +33,9 @@ from liandong.chain.owner import OwnerCall
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.cli.common import Commands, chain_url, console, errors, fail
 from liandong.core.config import Settings
+from liandong.store.db import open_shop_database
+from liandong.vault import operator_keys
+from liandong.vault.crypto import load_keyring
 
 escrow_app = typer.Typer(
     cls=Commands, help="The escrow's balances and its owner's transactions.", no_args_is_help=True
@@ -343,11 +349,66 @@ def unpause(
     _owner_action(deployment, rpc, propose_safe, build)
 
 
+def rotate_operator(
+    deployment: DeploymentOption = None, rpc: RpcOption = None, propose_safe: SafeOption = None
+) -> None:
+    """Generate a new operator key into the shop's keystore and print the owner's setOperator call.
+
+    Run where the shop's database and master key are. The key is sealed by the master key and
+    never shown. Once the owner's transaction is mined, running nodes switch to it by themselves.
+    """
+    settings = Settings()
+    with _escrow(deployment, rpc) as escrow:
+        owner = escrow.owner()
+        current = to_checksum_address(escrow.view("operator", returns="address"))
+        engine = open_shop_database(settings)
+        try:
+            with Session(engine) as session:
+                new_operator = operator_keys.generate_operator_key(
+                    session, load_keyring(settings), escrow.record.chain_id
+                )
+        finally:
+            engine.dispose()
+        notes = (
+            f"Generated operator {new_operator} (replacing {current}); its key is sealed in the keystore.",
+            f"Fund it with gas on chain {escrow.record.chain_id} before the owner sends the transaction.",
+            f"Nodes switch to it within {settings.operator_check_seconds:g} s of the transaction being mined."
+            " From that moment quotes signed by the old key no longer verify: a buyer who pays one is"
+            " refused by the escrow (nothing is taken) and gets a new quote from the shop.",
+        )
+        _emit(escrow, calls.set_operator(escrow.record, owner, new_operator), propose_safe, notes)
+
+
+def operators(deployment: DeploymentOption = None, rpc: RpcOption = None) -> None:
+    """The escrow's operator now, and the keys in the shop's keystore for its chain."""
+    settings = Settings()
+    with _escrow(deployment, rpc) as escrow:
+        current = to_checksum_address(escrow.view("operator", returns="address"))
+        engine = open_shop_database(settings)
+        try:
+            with Session(engine) as session:
+                keys = operator_keys.operator_keys(session, escrow.record.chain_id)
+        finally:
+            engine.dispose()
+    table = Table("address", "status", "generated", "the escrow's operator")
+    for key in keys:
+        table.add_row(
+            key.address,
+            key.status.value,
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            "yes" * (key.address == current),
+        )
+    console.print(f"operator on chain {escrow.record.chain_id}: {current}")
+    console.print(table)
+
+
 escrow_app.command()(balance)
 escrow_app.command()(withdraw)
 escrow_app.command("withdraw-fees")(withdraw_fees)
 escrow_app.command()(pause)
 escrow_app.command()(unpause)
+escrow_app.command("rotate-operator")(rotate_operator)
+escrow_app.command()(operators)
 
 
 # ------------------------------------------------------------------ payout change

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from rich.table import Table
 
 from liandong.chain.deployment import DeploymentRecord
-from liandong.cli.common import console, deployment, fail
+from liandong.cli.common import console, deployment
 from liandong.core.config import Settings
 from liandong.devtools.demo import DEMO_MERCHANT, seed_demo_shop
 from liandong.devtools.deploy import deploy_local_escrow
@@ -156,8 +156,6 @@ def up(
     if settings.rpc_url is None:
         _on_embedded_chain(settings, port)
         return
-    if settings.operator_key is None:
-        raise fail("a real chain needs LIANDONG_OPERATOR_KEY: the key `ape run deploy --operator` named")
     _run(settings, deployment(settings), None)
 
 

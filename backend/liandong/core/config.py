@@ -48,7 +48,12 @@ class Settings(BaseSettings):
 
     operator_key: SecretStr | None = None
     """The operator's private key (hex): signs quotes, records deliveries, refunds. Keep it hot but
-    scoped: the escrow lets it settle orders, never take funds."""
+    scoped: the escrow lets it settle orders, never take funds. Optional once `liandong escrow
+    rotate-operator` put the escrow's operator key in the keystore: nodes sign with whichever key
+    the escrow names."""
+
+    operator_check_seconds: float = 3.0
+    """How often a node reads the escrow's `operator()`, to switch keys after a rotation."""
 
     confirmations: int = 0
     """Blocks after the payment's block before its keys are delivered (0: on inclusion)."""

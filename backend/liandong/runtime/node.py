@@ -46,6 +46,7 @@ from liandong.delivery.registry import ChannelRouter
 from liandong.delivery.templates import TemplateBook
 from liandong.events import OrderEventHub
 from liandong.runtime.cluster import CONFIRMED, SETTLE, Cluster, ClusterHub
+from liandong.runtime.operator import OperatorWatch, starting_key
 from liandong.services.alerts import AlertNotifier
 from liandong.store.db import open_shop_database
 from liandong.store.models import ChainCheckpoint
@@ -80,6 +81,7 @@ class Node:
     indexer: Indexer
     node_id: str
     """host:pid:port, as the cluster's leader and the vault's acknowledgements name this node."""
+    operator_watch: OperatorWatch
     context: ShopContext = field(init=False)
     app: FastAPI = field(init=False)
 
@@ -107,6 +109,13 @@ class Node:
             self.sender.submit(settlements)
         elif settlements:
             self.cluster.announce(SETTLE)
+
+    def use_operator_key(self, operator_key: str) -> None:
+        """The escrow names a new operator (see `runtime/operator.py`): quotes and settlements are
+        signed by its key from now on."""
+        self.operator_key = operator_key
+        self.context.operator_key = operator_key
+        self.sender.use_key(operator_key)
 
     def chain_time(self) -> float:
         """Unix time as the escrow judges deadlines: never behind the newest block's timestamp."""
@@ -138,6 +147,7 @@ class Node:
             "leader": self.cluster is None or self.cluster.leading,
             "head_source": self.indexer.mode,
             "checkpoint": checkpoint.block_number if checkpoint else None,
+            "operator": self.operator_watch.address,
             "queue": self.delivery.queue.qsize(),
         }
 
@@ -172,6 +182,7 @@ class Node:
             tasks.create_task(self.delivery.run())
             tasks.create_task(server.serve())
             tasks.create_task(_every(ACKNOWLEDGE_SECONDS, self.acknowledge_master_key))
+            tasks.create_task(self.operator_watch.run())
             if self.cluster is None:
                 tasks.create_task(self.lead())
             else:
@@ -182,12 +193,12 @@ class Node:
 def assemble(settings: Settings, record: DeploymentRecord, *, engine: Engine | None = None) -> Node:
     """The node of `settings` for the escrow of `record`. `engine`: the settings' database, which
     the caller migrated (a test's copy of one migrated once); by default it is migrated here."""
-    if settings.rpc_url is None or settings.operator_key is None:
-        raise InvalidError("a node needs LIANDONG_RPC_URL and LIANDONG_OPERATOR_KEY")
-    operator_key = settings.operator_key.get_secret_value()
+    if settings.rpc_url is None:
+        raise InvalidError("a node needs LIANDONG_RPC_URL")
     database_url = settings.resolved_database_url
     if engine is None:
         engine = open_shop_database(settings)
+    operator_key = starting_key(engine, settings, record)
     vault = Vault(load_keyring(settings), lambda: load_keyring(settings))
     shared = make_url(database_url).get_backend_name() == "postgresql"
     hub = ClusterHub(database_url) if shared else OrderEventHub()
@@ -257,6 +268,9 @@ def assemble(settings: Settings, record: DeploymentRecord, *, engine: Engine | N
         delivery=delivery,
         indexer=indexer,
         node_id=node_id,
+        operator_watch=OperatorWatch(
+            engine, settings, record, operator_key, lambda key: node.use_operator_key(key)
+        ),
     )
     return node
 

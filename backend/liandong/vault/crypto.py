@@ -100,18 +100,26 @@ class Keyring:
         return frozenset(key.key_id for key in (self.primary, *self.previous))
 
     def wrap(self, product_id: int, data_key: bytes) -> bytes:
-        return _seal(AESGCM(self.primary.secret), data_key, _data_key_aad(product_id))
+        return self.seal(data_key, _data_key_aad(product_id))
 
     def unwrap(self, product_id: int, wrapped_key: bytes, master_key_id: str) -> bytes:
+        return self.open(
+            wrapped_key, master_key_id, _data_key_aad(product_id), f"the data key of product {product_id}"
+        )
+
+    def seal(self, secret: bytes, aad: bytes) -> bytes:
+        """`secret` sealed by the primary key, bound to `aad` (what the secret belongs to)."""
+        return _seal(AESGCM(self.primary.secret), secret, aad)
+
+    def open(self, sealed: bytes, master_key_id: str, aad: bytes, what: str) -> bytes:
+        """Opens what `seal` sealed with the key `master_key_id`; `what` names it in errors."""
         for key in (self.primary, *self.previous):
             if key.key_id == master_key_id:
                 try:
-                    return _open(AESGCM(key.secret), wrapped_key, _data_key_aad(product_id))
+                    return _open(AESGCM(key.secret), sealed, aad)
                 except InvalidTag as error:
-                    raise VaultError(f"the data key of product {product_id} does not unwrap") from error
-        raise VaultError(
-            f"the data key of product {product_id} is wrapped by master key {master_key_id}, not known here"
-        )
+                    raise VaultError(f"{what} does not unwrap") from error
+        raise VaultError(f"{what} is wrapped by master key {master_key_id}, not known here")
 
 
 class ProductKey:

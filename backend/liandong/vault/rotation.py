@@ -5,7 +5,7 @@
 1. finishes what an interrupted rotation left: data keys still wrapped by the previous master key
    are rewrapped, card keys of a retired generation are re-encrypted;
 2. writes a new master key to the key file, the current one to `<file>.previous` (atomically, in
-   that order), and rewraps every data key with the new one;
+   that order), and rewraps every data key and operator key (`vault/operator_keys.py`) with it;
 3. gives each product a new data key generation (one short transaction per product: the old key
    is kept, wrapped by the new master key, in `retired_data_key`);
 4. re-encrypts the card keys, `batch_size` a transaction, with new fingerprints: the nodes keep
@@ -32,6 +32,7 @@ from sqlmodel import Session
 from liandong.core.config import Settings
 from liandong.core.errors import ConflictError
 from liandong.store.models import as_utc, utcnow
+from liandong.vault import operator_keys
 from liandong.vault.crypto import (
     Keyring,
     MasterKey,
@@ -88,9 +89,9 @@ class RotationResult:
 
 
 def rotate_master_key(session: Session, keyring: Keyring, new_key: MasterKey) -> int:
-    """Rewraps every data key (current and retired) not yet wrapped by `new_key` with it, in one
-    transaction, and returns how many it rewrapped. Unwraps with `keyring` or `new_key`, so it can
-    finish a rotation that stopped half-way. The data keys themselves do not change."""
+    """Rewraps every data key (current and retired) and operator key not yet wrapped by `new_key`
+    with it, in one transaction, and returns how many it rewrapped. Unwraps with `keyring` or
+    `new_key`, so it can finish a rotation that stopped half-way. The keys themselves do not change."""
     ring = Keyring(new_key, (keyring.primary, *keyring.previous))
     connection = session.connection()
     try:
@@ -109,6 +110,7 @@ def rotate_master_key(session: Session, keyring: Keyring, new_key: MasterKey) ->
                     .values(wrapped_key=ring.wrap(product_id, secret), master_key_id=new_key.key_id)
                 )
             count += len(rows)
+        count += operator_keys.rewrap(connection, ring)
         session.commit()
     except BaseException:
         session.rollback()

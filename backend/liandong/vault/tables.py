@@ -1,5 +1,6 @@
-"""The vault's columns and tables that migration 0007 added, as SQLAlchemy Core tables: data-key
-generations, the retired data keys a rotation still needs, and the nodes' acknowledgements.
+"""The vault's columns and tables that migrations 0007 and 0008 added, as SQLAlchemy Core tables:
+data-key generations, the retired data keys a rotation still needs, the nodes' acknowledgements, and
+the operator keystore.
 
 Core tables, not models in `store/models.py`: only the vault reads and writes them, in bulk
 statements on the session's connection (imports, rotation), and no other layer should see them.
@@ -49,3 +50,17 @@ VAULT_NODES = sa.table(
     sa.column("seen_at", sa.DateTime),
 )
 """Which master key each running node uses, written every few seconds after it reloads its keys."""
+
+OPERATOR_KEYS = sa.table(
+    "operator_key",
+    sa.column("id", sa.Integer),
+    sa.column("chain_id", sa.Integer),
+    sa.column("address", sa.String),
+    sa.column("wrapped_key", sa.LargeBinary),
+    sa.column("master_key_id", sa.String),
+    sa.column("status", sa.String),
+    sa.column("created_at", sa.DateTime),
+    sa.column("updated_at", sa.DateTime),
+)
+"""Operator keys the shop generated (migration 0008), sealed by the master key; see
+`vault/operator_keys.py`."""
