@@ -67,8 +67,7 @@ def test_the_owner_withdraws_and_pauses_from_its_wallet_and_a_stranger_is_refuse
     message, account = page.locator("#funds-message"), page.locator("#funds-account")
     page.get_by_role("button", name="Connect the owner's wallet").click()
     expect(message).to_have_text(
-        f"Your wallet is on network {OTHER_CHAIN}; the escrow is on network {shop.record.chain_id}: "
-        "switch networks to sign."
+        "Your wallet is on network Ethereum; the escrow is on network Local chain A: switch networks to sign."
     )
     page.get_by_role("button", name="Switch network").click()
     expect(account).to_have_text(f"Wallet {stranger}: neither the owner nor the payout address.")

@@ -63,7 +63,7 @@ def test_buy_with_the_native_coin_watch_it_live_and_read_verified_keys(
     pay = page.get_by_role("button", name="Pay with wallet")
     pay.click()  # the wallet is on mainnet: the page says so and offers to switch
     problem = page.locator("#problem")
-    expect(problem).to_contain_text("on network 1; this shop takes payments on network 31337")
+    expect(problem).to_contain_text("on network Ethereum; this shop takes payments on network Local chain A")
     problem.get_by_role("button", name="Switch network").click()  # …then pays: the buyer rejects it
     expect(problem).to_contain_text("You rejected the request in your wallet")
     pay.click()
@@ -72,7 +72,8 @@ def test_buy_with_the_native_coin_watch_it_live_and_read_verified_keys(
         "Payment seen on-chain; waiting for confirmations.", timeout=CHAIN_TIMEOUT
     )
     expect(page.locator("li[data-step=paid]")).to_have_class("done")
-    expect(page.locator("#confirmations")).to_have_text("0/1")
+    expect(page.locator("#summary-network")).to_have_text("Local chain A")
+    expect(page.locator("#confirmations")).to_have_text("0 of 1, about 1 s")  # 1 s blocks (its profile)
     shop.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]  # the one confirmation
     expect(page.locator("#status")).to_have_text("Delivered: your keys are below.", timeout=CHAIN_TIMEOUT)
     expect(page.locator("#keys code")).to_have_count(2)
@@ -88,7 +89,7 @@ def test_buy_with_the_native_coin_watch_it_live_and_read_verified_keys(
     page.get_by_role("button", name="中文").click()
     expect(page.locator("#status")).to_have_text(TEXTS["zh"]["status_delivered"])
     # This test's wallet starts on mainnet with every page load: the chain check asks to switch.
-    expect(problem).to_contain_text("您的钱包当前在网络 1")
+    expect(problem).to_contain_text("您的钱包当前在网络 Ethereum")
     problem.get_by_role("button", name="切换网络").click()
     expect(verdict).to_have_text(TEXTS["zh"]["verify_ok"], timeout=CHAIN_TIMEOUT)
     page.get_by_role("button", name="English").click()

@@ -9,7 +9,7 @@ No `from __future__ import annotations` here: FastAPI reads the route signatures
 """
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from eth_abi.abi import decode
 from eth_abi.exceptions import DecodingError
@@ -23,6 +23,7 @@ from sqlmodel import select
 
 from liandong import web
 from liandong.api.deps import Shop, ShopContext
+from liandong.chain.profiles import load_profiles
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.chain.rpc import rpc_call
 from liandong.services import catalogue
@@ -39,8 +40,6 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 """The pages handle card keys in the clear: scripts, styles and connections only from the shop."""
-NATIVE_SYMBOLS = {56: "BNB", 137: "POL", 43114: "AVAX"}
-"""The native coin's symbol where it is not ETH."""
 SYMBOL_CALL = "0x95d89b41"  # symbol()
 DECIMALS_CALL = "0x313ce567"  # decimals()
 
@@ -102,7 +101,11 @@ def _call(rpc_url: str, to: str, data: str) -> bytes:
 
 def token_info(context: ShopContext, token: str) -> TokenInfo:
     if token == NATIVE_COIN:
-        return TokenInfo(symbol=NATIVE_SYMBOLS.get(context.domain.chain_id, "ETH"), decimals=18)
+        known = load_profiles().get(context.domain.chain_id)
+        native = known.native if known is not None else None
+        return TokenInfo(
+            symbol=native.symbol if native else "ETH", decimals=native.decimals if native else 18
+        )
     return _erc20_info(context.settings.rpc_url, token)
 
 
@@ -133,6 +136,23 @@ def _card(product: catalogue.ListedProduct, tokens: dict[str, TokenInfo]) -> Pro
     )
 
 
+def chain_view(chain_id: int) -> dict[str, Any]:
+    """What the pages say of the shop's chain, from its profile: its name (never a bare chain id),
+    its block time (for the confirmations' ETA) and explorer links; and every profiled network's
+    name, for a wallet on another one. A chain without a profile is named by its id."""
+    profiles = load_profiles()
+    known = profiles.get(chain_id)
+    explorer = known.explorer if known is not None else None
+    return {
+        "id": chain_id,
+        "name": known.name if known is not None else f"#{chain_id}",
+        "blockTime": known.block_time if known is not None else None,
+        "explorerTx": explorer.tx if explorer is not None else None,
+        "explorerAddress": explorer.address if explorer is not None else None,
+        "networks": {str(number): found.name for number, found in profiles.items()},
+    }
+
+
 def _page(
     request: Request,
     template: str,
@@ -145,6 +165,7 @@ def _page(
     in a JSON block, so that no script has to be inline."""
     data = {
         "chainId": context.domain.chain_id,
+        "chain": chain_view(context.domain.chain_id),
         "escrow": context.domain.verifying_contract,
         "tokens": {token: info.model_dump() for token, info in tokens.items()},
         "texts": TEXTS,

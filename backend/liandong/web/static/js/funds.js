@@ -7,7 +7,7 @@
 // signed; the escrow's address it gives is shown, for the owner to check against their record.
 import { Interface, getAddress } from "../vendor/ethers.min.js";
 import { api } from "./api.js";
-import { onLanguageChange, pageData, setText, t } from "./i18n.js";
+import { networkName, onLanguageChange, pageData, setText, t } from "./i18n.js";
 import { NATIVE, formatAmount, tokenInfo } from "./tokens.js";
 import { REJECTED, Problem, connect, request, switchChain, waitForReceipt } from "./wallet.js";
 
@@ -59,7 +59,7 @@ function renderBooks(funds) {
 }
 
 function render(funds) {
-  const where = { escrow: funds.escrow, chain: funds.chain_id, block: funds.block };
+  const where = { escrow: funds.escrow, chain: networkName(funds.chain_id), block: funds.block };
   setText($("funds-escrow"), "funds_escrow", where);
   renderBooks(funds);
   $("funds-findings").hidden = funds.findings.length === 0;
@@ -120,7 +120,8 @@ async function readWallet() {
   $("funds-switch").hidden = current === pageData.chainId;
   showWallet();
   if (current !== pageData.chainId) {
-    throw new Problem("funds_wrong_network", { current, expected: pageData.chainId });
+    const names = { current: networkName(current), expected: networkName(pageData.chainId) };
+    throw new Problem("funds_wrong_network", names);
   }
   const [owner, payout, paused] = await Promise.all([view("owner"), view("payout"), view("paused")]);
   wallet = { account, owner, payout, paused };

@@ -21,6 +21,11 @@ export function t(key, vars = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
 }
 
+/** A network's name from the chain profiles the page carries, else its chain id. */
+export function networkName(chainId) {
+  return pageData.chain?.networks?.[String(chainId)] ?? `#${chainId}`;
+}
+
 /** Sets an element's text to a translated message that follows later language switches. */
 export function setText(element, key, vars = {}) {
   element.dataset.i18n = key;

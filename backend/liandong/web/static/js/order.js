@@ -63,13 +63,23 @@ function showStatus(next, event = {}) {
       step.dataset.step === "delivered" ? next === "delivered" : reached >= RANK[step.dataset.step];
     step.classList.toggle("done", done && !next.startsWith("refund"));
   }
-  if (event.required) {
-    setText($("confirmations"), "confirmations_count", { n: event.confirmations, required: event.required });
-  }
+  if (event.required) showConfirmations(event.confirmations, event.required);
   const opening = next === "delivered" && !delivered?.keys; // never "your keys are below" without them
   setText($("status"), event.reason ? "status_reorged" : opening ? "status_delivered_opening" : `status_${next}`);
   showPayment();
   if (next === "delivered") revealKeys();
+}
+
+/** "2 of 12, about 20 s": the wait left, from the chain's typical block time (its profile). */
+function showConfirmations(n, required) {
+  const blockTime = pageData.chain?.blockTime;
+  const left = required - n;
+  if (left > 0 && blockTime) {
+    const seconds = Math.max(1, Math.round(left * blockTime));
+    setText($("confirmations"), "confirmations_eta", { n, required, seconds });
+  } else {
+    setText($("confirmations"), "confirmations_count", { n, required });
+  }
 }
 
 function showPayment() {

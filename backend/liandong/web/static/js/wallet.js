@@ -3,6 +3,7 @@
 // buyer's language.
 import { hexlify, toQuantity, toUtf8Bytes } from "../vendor/ethers.min.js";
 import { sleep } from "./api.js";
+import { networkName } from "./i18n.js";
 
 export class Problem extends Error {
   constructor(key, vars = {}) {
@@ -29,14 +30,16 @@ export async function connect() {
 /** Throws `wrong_network` unless the wallet is on the shop's chain. */
 export async function requireChain(chainId) {
   const current = Number(BigInt(await request("eth_chainId")));
-  if (current !== chainId) throw new Problem("wrong_network", { current, expected: chainId });
+  if (current !== chainId) {
+    throw new Problem("wrong_network", { current: networkName(current), expected: networkName(chainId) });
+  }
 }
 
 export async function switchChain(chainId) {
   try {
     await request("wallet_switchEthereumChain", [{ chainId: toQuantity(chainId) }]);
   } catch (error) {
-    if (error?.code === UNKNOWN_CHAIN) throw new Problem("unknown_chain", { expected: chainId });
+    if (error?.code === UNKNOWN_CHAIN) throw new Problem("unknown_chain", { expected: networkName(chainId) });
     throw error;
   }
 }
