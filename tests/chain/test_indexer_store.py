@@ -11,8 +11,10 @@ from liandong.chain.indexer import ConfirmationPolicy, Header, IndexerStore
 from liandong.chain.indexer.store import StaleCheckpointError
 from liandong.store.db import make_engine, migrate
 from liandong.store.models import ChainBlock, ChainCheckpoint
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlmodel import Session, func, select
+
+from tests.concurrency import commits_of_other_threads_held
 
 CHAIN = 1
 
@@ -62,25 +64,14 @@ def test_two_indexers_applying_the_same_blocks_at_once_one_wins(postgres_url: st
     """Both read the checkpoint at 10 and apply 11..12 concurrently: the second waits for the first's
     row lock, then finds the checkpoint moved, and its transaction leaves nothing behind."""
     engine, first, second = _store(postgres_url)
-    main = threading.current_thread()
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_before_commit(session: Session) -> None:
-        if threading.current_thread() is not main and not release.is_set():
-            holding.set()
-            release.wait(10)
-
-    event.listen(Session, "before_commit", hold_before_commit)
-    try:
+    with commits_of_other_threads_held() as held:
         racer = threading.Thread(target=lambda: first.apply([], [header(11), header(12)], 10, header(12), 12))
         racer.start()
-        assert holding.wait(10)  # the first holds the checkpoint's row, not committed yet
-        threading.Timer(0.5, release.set).start()
+        assert held.holding.wait(10)  # the first holds the checkpoint's row, not committed yet
+        threading.Timer(0.5, held.release.set).start()
         with pytest.raises(StaleCheckpointError):
             second.apply([], [header(11, "b"), header(12, "b")], 10, header(12, "b"), 12)
         racer.join(10)
-    finally:
-        event.remove(Session, "before_commit", hold_before_commit)
     assert _state(engine) == (12, 2)
     with Session(engine) as session:
         checkpoint = session.get(ChainCheckpoint, CHAIN)

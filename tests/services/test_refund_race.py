@@ -18,9 +18,10 @@ from liandong.store.models import ChainCheckpoint, Delivery, OrderStatus, Paymen
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.importer import import_keys
 from liandong.vault.service import Vault
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from tests.concurrency import commits_of_other_threads_held
 from tests.rows import PAYER, confirmed_order
 from tests.vault.conftest import add_product
 
@@ -41,15 +42,6 @@ def test_a_refund_racing_a_delivery_never_overwrites_it(postgres_url: str) -> No
     engine, vault, order_id, order_key = _confirmed_order(postgres_url, "race")
 
     delivery = DeliveryEngine(engine, vault, [], lambda _: None, shared=True)
-    holding, release = threading.Event(), threading.Event()
-    delivering = threading.current_thread()
-
-    def hold_before_commit(session: Session) -> None:
-        """The delivery has written everything and holds the order's row: wait here a moment."""
-        if threading.current_thread() is not delivering and not release.is_set():
-            holding.set()
-            release.wait(10)
-
     results: dict[str, object] = {}
 
     def deliver() -> None:
@@ -62,20 +54,17 @@ def test_a_refund_racing_a_delivery_never_overwrites_it(postgres_url: str) -> No
             except OrderAdminError as error:
                 results["refund"] = error
 
-    event.listen(Session, "before_commit", hold_before_commit)
-    try:
+    with commits_of_other_threads_held() as held:  # the delivery has written all, holds the row
         deliverer = threading.Thread(target=deliver)
         deliverer.start()
-        assert holding.wait(10), "the delivery never reached its commit"
+        assert held.holding.wait(10), "the delivery never reached its commit"
         refunder = threading.Thread(target=refund)
         refunder.start()
         time.sleep(0.5)  # the refund reads the order (confirmed) and waits for the row
         assert refunder.is_alive(), "the refund did not wait for the delivery's row lock"
-        release.set()
+        held.release.set()
         deliverer.join(10)
         refunder.join(10)
-    finally:
-        event.remove(Session, "before_commit", hold_before_commit)
 
     assert isinstance(results["refund"], OrderAdminError)
     with Session(engine) as session:
@@ -125,25 +114,13 @@ def test_a_rollback_racing_a_delivery_flags_it_instead_of_unpaying_it(postgres_u
 
     delivery = DeliveryEngine(engine, vault, [], lambda _: None, shared=True)
     store = IndexerStore(engine, 1, ConfirmationPolicy(), 64)
-    holding, release = threading.Event(), threading.Event()
-    main = threading.current_thread()
-
-    def hold_before_commit(session: Session) -> None:
-        if threading.current_thread() is not main and not release.is_set():
-            holding.set()
-            release.wait(10)
-
-    event.listen(Session, "before_commit", hold_before_commit)
-    try:
+    with commits_of_other_threads_held() as held:
         deliverer = threading.Thread(target=lambda: delivery.deliver([order_id]))
         deliverer.start()
-        assert holding.wait(10)
-        release_later = threading.Timer(0.5, release.set)
-        release_later.start()
+        assert held.holding.wait(10)
+        threading.Timer(0.5, held.release.set).start()
         store.rollback_to(Header(9, "0x09", "0x08", 0), 10)  # waits for the delivery's row, then decides
         deliverer.join(10)
-    finally:
-        event.remove(Session, "before_commit", hold_before_commit)
 
     with Session(engine) as session:
         final = session.get(ShopOrder, order_id)
