@@ -58,9 +58,11 @@ def test_every_entry_names_its_source_and_is_sane() -> None:
             assert chain.explorer is not None
             assert chain.explorer.tx_url("0xab").endswith("/tx/0xab")
             assert chain.explorer.address_url("0xcd").endswith("/address/0xcd")
+            assert chain.wallet_rpc, chain.chain_id  # a wallet that lacks the network can add it
         else:
             assert chain.explorer is None
             assert not chain.tokens
+            assert not chain.wallet_rpc  # the order page offers the node's own URL
         for symbol, found in chain.tokens.items():
             assert symbol in {"USDT", "USDC"}
             assert is_checksum_address(found.address)
@@ -134,12 +136,19 @@ def _entry(**values: object) -> str:
 
 def test_the_loader_refuses_bad_entries() -> None:
     assert parse_profiles(_entry()).chains[0].tokens["USDC"].decimals == 6
+    with_rpc = _entry().replace(
+        "logs_block_range = 1000\n", 'logs_block_range = 1000\nwallet_rpc = ["https://x.io"]\n'
+    )
+    assert parse_profiles(with_rpc).chains[0].wallet_rpc == ("https://x.io",)
     bad = [
         _entry(address="0x833589fcd6edb6e08f4c7c32d4f71b54bda02913"),  # not checksummed
         _entry(confirmations='"latest"'),
         _entry(confirmations=-1),
         _entry().replace('source = "ours"\n', ""),
         _entry() + _entry().replace("version = 1", ""),  # the same id twice
+        _entry().replace(
+            "logs_block_range = 1000\n", 'logs_block_range = 1000\nwallet_rpc = ["http://x.io"]\n'
+        ),
     ]
     for text in bad:
         with pytest.raises(ValidationError):

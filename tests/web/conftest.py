@@ -24,6 +24,8 @@ WALLET = """
   const config = %s;
   const rejectOnce = new Set(config.rejectOnce);
   let chainId = config.startChainId;
+  const known = config.knownChains ? new Set(config.knownChains) : null; // null: every chain
+  window.__addedChains = [];
   const failure = (code, message, data) => Object.assign(new Error(message), { code, data });
   window.__walletCalls = [];
   window.ethereum = {
@@ -35,7 +37,13 @@ WALLET = """
       if (method === "eth_requestAccounts" || method === "eth_accounts") return [config.account];
       if (method === "eth_chainId") return chainId;
       if (method === "wallet_switchEthereumChain") {
+        if (known && !known.has(params[0].chainId)) throw failure(4902, "Unrecognized chain ID");
         chainId = params[0].chainId;
+        return null;
+      }
+      if (method === "wallet_addEthereumChain") {
+        window.__addedChains.push(params[0]);
+        known?.add(params[0].chainId);
         return null;
       }
       if (method === "eth_signTypedData_v4" && !config.typedData) throw failure(4200, "Unsupported method");
@@ -88,11 +96,13 @@ def with_wallet(
     start_on_chain: int | None = None,
     reject_once: tuple[str, ...] = (),
     typed_data: bool = True,
+    known_chains: tuple[int, ...] | None = None,
 ) -> Page:
     """Gives the page a wallet holding `account` (default: dev account BUYER_ACCOUNT). It starts on
     `start_on_chain` (default: the shop's chain), rejects the first call of each method in
     `reject_once` as a buyer would (EIP-1193 error 4001), and refuses typed data when `typed_data`
-    is false."""
+    is false. With `known_chains` it knows only those networks (and those the page adds): switching
+    to another fails with EIP-1193 error 4902, as in a wallet that was never told of it."""
     rpc = httpx.Client(timeout=10)
 
     def anvil(method: str, params: list[Any]) -> Any:
@@ -105,6 +115,7 @@ def with_wallet(
         "startChainId": hex(start_on_chain or shop.record.chain_id),
         "rejectOnce": list(reject_once),
         "typedData": typed_data,
+        "knownChains": None if known_chains is None else [hex(chain) for chain in known_chains],
     }
     page.add_init_script(WALLET % json.dumps(config))
     return page

@@ -51,7 +51,9 @@ def test_buy_with_the_native_coin_watch_it_live_and_read_verified_keys(
     shop.add_product("web-game-key", NATIVE_KEYS)
     shop.start()
     context = browser.new_context(viewport=PHONE, locale="en-US")
-    page = with_wallet(context.new_page(), shop, start_on_chain=1, reject_once=("eth_sendTransaction",))
+    page = with_wallet(
+        context.new_page(), shop, start_on_chain=1, reject_once=("eth_sendTransaction",), known_chains=(1,)
+    )
     page.goto(shop_url(shop))
     card = page.locator("li.product", has_text="web-game-key")
     expect(card.get_by_label("Price")).to_have_text("0.001 ETH")
@@ -66,6 +68,14 @@ def test_buy_with_the_native_coin_watch_it_live_and_read_verified_keys(
     expect(problem).to_contain_text("on network Ethereum; this shop takes payments on network Local chain A")
     problem.get_by_role("button", name="Switch network").click()  # …then pays: the buyer rejects it
     expect(problem).to_contain_text("You rejected the request in your wallet")
+    [added] = page.evaluate("window.__addedChains")  # the wallet did not know the network: added first
+    assert added == {
+        "chainId": hex(shop.record.chain_id),
+        "chainName": "Local chain A",
+        "nativeCurrency": {"name": "ETH", "symbol": "ETH", "decimals": 18},
+        "rpcUrls": [shop.anvil.http_url],  # a local chain: the node's own
+        "blockExplorerUrls": [],
+    }
     pay.click()
 
     expect(page.locator("#status")).to_have_text(

@@ -90,6 +90,8 @@ class ChainProfile(_Model):
     logs_block_range: int = Field(gt=0)
     """The `eth_getLogs` range to start with; the indexer shrinks it when a provider refuses."""
     explorer: Explorer | None = None
+    wallet_rpc: tuple[str, ...] = ()
+    """Public RPC URLs a wallet can add the network with (EIP-3085); none for local chains."""
     source: str = Field(min_length=1)
     tokens: dict[str, TokenProfile] = Field(default_factory=dict)
 
@@ -104,6 +106,8 @@ class ChainProfile(_Model):
     def _public_or_local(self) -> ChainProfile:
         if not self.local and self.explorer is None:
             raise ValueError(f"chain {self.chain_id}: a public network needs its explorer links")
+        if any(not url.startswith("https://") for url in self.wallet_rpc):
+            raise ValueError(f"chain {self.chain_id}: wallet RPC URLs must be https://")
         if self.local and not self.testnet:
             raise ValueError(f"chain {self.chain_id}: a local chain is a test network")
         return self

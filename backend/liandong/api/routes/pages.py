@@ -10,6 +10,7 @@ No `from __future__ import annotations` here: FastAPI reads the route signatures
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from eth_abi.abi import decode
 from eth_abi.exceptions import DecodingError
@@ -136,21 +137,42 @@ def _card(product: catalogue.ListedProduct, tokens: dict[str, TokenInfo]) -> Pro
     )
 
 
-def chain_view(chain_id: int) -> dict[str, Any]:
+def chain_view(chain_id: int, node_rpc: str | None) -> dict[str, Any]:
     """What the pages say of the shop's chain, from its profile: its name (never a bare chain id),
-    its block time (for the confirmations' ETA) and explorer links; and every profiled network's
-    name, for a wallet on another one. A chain without a profile is named by its id."""
+    its block time (for the confirmations' ETA), explorer links, what a wallet that does not know
+    the network is asked to add (EIP-3085: the profile's public RPC URLs, or for a local chain the
+    node's own, `node_rpc`), and every profiled network's name, for a wallet on another one. A
+    chain without a profile is named by its id and cannot be added."""
     profiles = load_profiles()
     known = profiles.get(chain_id)
-    explorer = known.explorer if known is not None else None
+    names = {str(number): found.name for number, found in profiles.items()}
+    if known is None:
+        return {"id": chain_id, "name": f"#{chain_id}", "blockTime": None, "add": None, "networks": names}
+    rpc_urls = list(known.wallet_rpc) or ([node_rpc] if known.local and node_rpc else [])
+    explorer = known.explorer
+    add = {
+        "chainId": hex(chain_id),
+        "chainName": known.name,
+        "nativeCurrency": {
+            "name": known.native.symbol,
+            "symbol": known.native.symbol,
+            "decimals": known.native.decimals,
+        },
+        "rpcUrls": rpc_urls,
+        "blockExplorerUrls": [_origin(explorer.address)] if explorer is not None else [],
+    }
     return {
         "id": chain_id,
-        "name": known.name if known is not None else f"#{chain_id}",
-        "blockTime": known.block_time if known is not None else None,
-        "explorerTx": explorer.tx if explorer is not None else None,
-        "explorerAddress": explorer.address if explorer is not None else None,
-        "networks": {str(number): found.name for number, found in profiles.items()},
+        "name": known.name,
+        "blockTime": known.block_time,
+        "add": add if rpc_urls else None,
+        "networks": names,
     }
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _page(
@@ -165,7 +187,7 @@ def _page(
     in a JSON block, so that no script has to be inline."""
     data = {
         "chainId": context.domain.chain_id,
-        "chain": chain_view(context.domain.chain_id),
+        "chain": chain_view(context.domain.chain_id, context.settings.rpc_url),
         "escrow": context.domain.verifying_contract,
         "tokens": {token: info.model_dump() for token, info in tokens.items()},
         "texts": TEXTS,

@@ -3,7 +3,7 @@
 // buyer's language.
 import { hexlify, toQuantity, toUtf8Bytes } from "../vendor/ethers.min.js";
 import { sleep } from "./api.js";
-import { networkName } from "./i18n.js";
+import { networkName, pageData } from "./i18n.js";
 
 export class Problem extends Error {
   constructor(key, vars = {}) {
@@ -35,12 +35,18 @@ export async function requireChain(chainId) {
   }
 }
 
+/** Asks the wallet to switch to `chainId`. A wallet that does not know the shop's network is asked
+ * to add it first, with what the chain's profile says (EIP-3085: name, coin, public RPC, explorer). */
 export async function switchChain(chainId) {
+  const params = [{ chainId: toQuantity(chainId) }];
   try {
-    await request("wallet_switchEthereumChain", [{ chainId: toQuantity(chainId) }]);
+    await request("wallet_switchEthereumChain", params);
   } catch (error) {
-    if (error?.code === UNKNOWN_CHAIN) throw new Problem("unknown_chain", { expected: networkName(chainId) });
-    throw error;
+    if (error?.code !== UNKNOWN_CHAIN) throw error;
+    const add = pageData.chain?.id === chainId ? pageData.chain.add : null;
+    if (!add) throw new Problem("unknown_chain", { expected: networkName(chainId) });
+    await request("wallet_addEthereumChain", [add]);
+    await request("wallet_switchEthereumChain", params);
   }
 }
 
