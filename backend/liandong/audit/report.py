@@ -55,6 +55,7 @@ from liandong.chain.escrow import (
     rpc_int,
     terms_hash,
 )
+from liandong.chain.profiles import Explorer, load_profiles
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.core.errors import UnavailableError
 from liandong.store.models import OrderStatus, Payment, ShopOrder
@@ -533,10 +534,22 @@ def commitment_on_chain(rpc: JsonRpc, escrow: str, chain_order_id: str, from_blo
 # ------------------------------------------------------------------ the report as a page
 
 
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links to the chain's explorer."""
+
+    text: str
+    href: str
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, Link):
+        return f'<a href="{html.escape(value.href)}">{html.escape(value.text)}</a>'
+    return html.escape(str(value))
+
+
 def _rows(cells: Iterable[Iterable[object]]) -> str:
-    return "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in cells
-    )
+    return "".join("<tr>" + "".join(f"<td>{_cell(cell)}</td>" for cell in row) + "</tr>" for row in cells)
 
 
 def _table(headers: Sequence[str], cells: Iterable[Iterable[object]]) -> str:
@@ -546,9 +559,28 @@ def _table(headers: Sequence[str], cells: Iterable[Iterable[object]]) -> str:
 
 
 BOOK_COLUMNS = ("token", "paid", "escrowed", "merchant", "refund credits", "fees", "owed", "held")
-ORDER_COLUMNS = ("order", "state", "buyer", "token", "amount", "fee", "commitment / refund")
+ORDER_COLUMNS = ("order", "state", "buyer", "token", "amount", "fee", "commitment / refund", "payment")
 MOVEMENT_COLUMNS = ("kind", "token", "recipient", "amount", "block", "transaction")
 FINDING_COLUMNS = ("kind", "order", "detail")
+
+
+@dataclass(frozen=True)
+class ExplorerLinks:
+    """Addresses and transactions as links to the chain's explorer (from its profile); plain text
+    on a chain without one (a local chain, an unknown network)."""
+
+    explorer: Explorer | None
+
+    @classmethod
+    def of(cls, chain_id: int) -> ExplorerLinks:
+        known = load_profiles().get(chain_id)
+        return cls(known.explorer if known is not None else None)
+
+    def address(self, address: str) -> object:
+        return address if self.explorer is None else Link(address, self.explorer.address_url(address))
+
+    def tx(self, tx_hash: str) -> object:
+        return tx_hash if self.explorer is None else Link(tx_hash, self.explorer.tx_url(tx_hash))
 
 
 def book_row(book: TokenBooks) -> tuple[object, ...]:
@@ -564,32 +596,40 @@ def book_row(book: TokenBooks) -> tuple[object, ...]:
     )
 
 
-def order_row(order: AuditedOrder) -> tuple[object, ...]:
+def order_row(order: AuditedOrder, links: ExplorerLinks) -> tuple[object, ...]:
     outcome = order.commitment or (
         "credited" if order.refund_credited else "sent" if order.state == "refunded" else ""
     )
-    return (order.order, order.state, order.buyer, order.token, order.amount, order.fee, outcome)
+    buyer, paid = links.address(order.buyer), links.tx(order.paid_tx)
+    return (order.order, order.state, buyer, order.token, order.amount, order.fee, outcome, paid)
 
 
-def movement_row(movement: Movement) -> tuple[object, ...]:
-    return (movement.kind, movement.token, movement.recipient, movement.amount, movement.block, movement.tx)
+def movement_row(movement: Movement, links: ExplorerLinks) -> tuple[object, ...]:
+    recipient, tx = links.address(movement.recipient), links.tx(movement.tx)
+    return (movement.kind, movement.token, recipient, movement.amount, movement.block, tx)
 
 
 def html_report(report: AuditReport) -> str:
-    """A standalone page (no external assets) an auditor can keep or send."""
+    """A standalone page (no external assets) an auditor can keep or send; addresses and
+    transactions link to the chain's explorer when its profile names one."""
     states = Counter(order.state for order in report.orders)
     summary = ", ".join(f"{count} {state}" for state, count in sorted(states.items())) or "no orders"
+    links = ExplorerLinks.of(report.chain_id)
+    known = load_profiles().get(report.chain_id)
+    network = f"{known.name}, chain {report.chain_id}" if known is not None else f"chain {report.chain_id}"
+    movements = (movement_row(movement, links) for movement in report.movements)
+    orders = (order_row(order, links) for order in report.orders)
     return f"""<!doctype html><html lang="en"><meta charset="utf-8">
 <title>Audit of {html.escape(report.escrow)}</title>
 <style>body{{font:14px system-ui;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:.3em .6em;font-family:monospace;text-align:left}}
 h2{{margin-top:1.5em}}</style>
-<h1>Escrow {html.escape(report.escrow)} (chain {report.chain_id})</h1>
+<h1>Escrow {_cell(links.address(report.escrow))} ({html.escape(network)})</h1>
 <p>Blocks {report.from_block} to {report.to_block}: {len(report.orders)} orders ({summary}),
 {len(report.findings)} finding(s).</p>
 <h2>Findings</h2>{_table(FINDING_COLUMNS, ((f.kind, f.order or "", f.detail) for f in report.findings))}
 <h2>Books per token</h2>{_table(BOOK_COLUMNS, map(book_row, report.books))}
-<h2>Withdrawals and claimed refunds</h2>{_table(MOVEMENT_COLUMNS, map(movement_row, report.movements))}
-<h2>Orders</h2>{_table(ORDER_COLUMNS, map(order_row, report.orders))}
+<h2>Withdrawals and claimed refunds</h2>{_table(MOVEMENT_COLUMNS, movements)}
+<h2>Orders</h2>{_table(ORDER_COLUMNS, orders)}
 </html>
 """

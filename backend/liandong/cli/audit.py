@@ -22,6 +22,7 @@ from liandong.audit.report import (
     MOVEMENT_COLUMNS,
     ORDER_COLUMNS,
     AuditReport,
+    ExplorerLinks,
     JsonRpc,
     audit_chain,
     book_row,
@@ -39,6 +40,8 @@ from liandong.store.db import make_engine
 from liandong.vault.crypto import delivery_commitment, load_keyring
 from liandong.vault.service import Vault
 
+PLAIN = ExplorerLinks(None)
+"""The terminal's tables: addresses and transactions as text."""
 RpcOption = Annotated[str, typer.Option(help="The chain's JSON-RPC URL.")]
 EscrowOption = Annotated[str, typer.Option(help="The escrow's address.")]
 FromBlockOption = Annotated[int, typer.Option(help="The escrow's deployment block, or any earlier one.")]
@@ -61,11 +64,11 @@ def _print(report: AuditReport, summary: bool) -> None:
         f"{report.to_block}: {len(report.orders)} orders ({counted})"
     )
     if not summary:
-        console.print(_table("orders", ORDER_COLUMNS, map(order_row, report.orders)))
+        orders = (order_row(order, PLAIN) for order in report.orders)
+        console.print(_table("orders", ORDER_COLUMNS, orders))
     console.print(_table("books per token", BOOK_COLUMNS, map(book_row, report.books)))
-    console.print(
-        _table("withdrawals and claimed refunds", MOVEMENT_COLUMNS, map(movement_row, report.movements))
-    )
+    movements = (movement_row(movement, PLAIN) for movement in report.movements)
+    console.print(_table("withdrawals and claimed refunds", MOVEMENT_COLUMNS, movements))
     findings = [(f.kind, f.order, f.detail) for f in report.findings]
     console.print(_table(f"{len(report.findings)} finding(s)", FINDING_COLUMNS, findings))
 
