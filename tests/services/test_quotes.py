@@ -7,16 +7,21 @@ import json
 
 import pytest
 from eth_account import Account
+from eth_account.messages import encode_typed_data
 from liandong.chain.escrow import MIN_DELIVERY_WINDOW
-from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote
+from liandong.chain.quotes import NATIVE_COIN, EscrowDomain, Quote, quote_typed_data, sign_quote
 from liandong.services.orders import (
     DELIVERY_WINDOW_SECONDS,
     QUOTE_TTL_SECONDS,
     BuyerRequiredError,
+    IssuedQuote,
     OrderError,
+    QuoteAsk,
+    SoldOutError,
     create_quote,
+    create_quotes,
 )
-from liandong.store.models import ProductPrice
+from liandong.store.models import ProductPrice, ShopOrder
 from liandong.vault.crypto import Keyring, MasterKey
 from liandong.vault.importer import import_keys
 from liandong.vault.service import Vault
@@ -73,3 +78,49 @@ def test_a_quote_comes_back_whole_from_its_json_form() -> None:
     terms = json.loads(json.dumps(quote.to_json()))
     assert (terms["orderId"], terms["amount"]) == ("0x" + bytes(range(32)).hex(), str(2**255))
     assert Quote.from_json(terms) == quote
+
+
+def test_the_quick_signature_is_the_one_a_wallet_makes_of_the_typed_data() -> None:
+    """`sign_quote` hashes the words itself: the same signature as eth_account's EIP-712 encoder
+    over `quote_typed_data` (the document a wallet signs), for a bound and an open quote."""
+    for buyer in (BUYER, ZERO):
+        quote = Quote(
+            order_id=bytes(range(32)),
+            product_id=7,
+            quantity=2,
+            token="0x" + "Ab" * 20,
+            amount=2**255,
+            buyer=buyer,
+            expiry=1_000,
+            delivery_deadline=1_000 + MIN_DELIVERY_WINDOW,
+        )
+        typed = encode_typed_data(full_message=quote_typed_data(quote, DOMAIN))
+        expected = bytes(Account.sign_message(typed, OPERATOR.key).signature)
+        assert sign_quote(quote, DOMAIN, OPERATOR.key.to_0x_hex()) == expected
+        assert sign_quote(quote, DOMAIN, bytes(OPERATOR.key)) == expected
+
+
+def test_a_batch_of_quotes_refuses_each_ask_on_its_own_and_stores_the_rest(session: Session) -> None:
+    """One transaction for the batch, but each ask answered as `create_quote` would answer it alone."""
+    product = _product(session)  # one key left
+    asks = [
+        QuoteAsk(product, 1, NATIVE_COIN, buyer=BUYER),
+        QuoteAsk(product, 2, NATIVE_COIN, buyer=BUYER),  # more keys than the product has
+        QuoteAsk(product + 1, 1, NATIVE_COIN, buyer=BUYER),  # no such product
+        QuoteAsk(product, 1, NATIVE_COIN),  # no buyer, no open quote
+        QuoteAsk(product, 1, NATIVE_COIN, open_quote=True),
+    ]
+    outcomes = create_quotes(session, DOMAIN, OPERATOR.key.to_0x_hex(), asks, now=1_000_000)
+    assert [type(outcome) for outcome in outcomes] == [
+        IssuedQuote,
+        SoldOutError,
+        OrderError,
+        BuyerRequiredError,
+        IssuedQuote,
+    ]
+    stored = [outcome for outcome in outcomes if isinstance(outcome, IssuedQuote)]
+    assert len({issued.order.id for issued in stored}) == 2
+    for issued in stored:
+        row = session.get(ShopOrder, issued.order.id)
+        assert row is not None
+        assert row.quote_signature == "0x" + issued.signature.hex()

@@ -5,6 +5,7 @@ No `from __future__ import annotations` here: FastAPI reads the dependency signa
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -25,6 +26,7 @@ from liandong.delivery.registry import ChannelRouter
 from liandong.delivery.templates import TemplateBook
 from liandong.events import OrderEventHub, StockEvent
 from liandong.services.buyer_auth import BuyerAuthError, buyer_address
+from liandong.services.buyer_keys import KeyRead, SealedKeys, seal_orders
 from liandong.services.imports import ImportJobs
 from liandong.services.merchant_auth import (
     SCOPES,
@@ -35,6 +37,7 @@ from liandong.services.merchant_auth import (
     merchant_for_session,
     token_scopes,
 )
+from liandong.services.orders import Batched, IssuedQuote, QuoteAsk, issue_quotes
 from liandong.store.models import MAX_ROW_ID, DeliveryAttempt, Merchant
 from liandong.vault.service import Vault
 
@@ -61,6 +64,10 @@ class ShopContext:
     on_channels_changed: Callable[[], None]
     health: Callable[[], dict[str, Any]]
     imports: ImportJobs = field(init=False)
+    quotes: Batched[QuoteAsk, IssuedQuote] = field(init=False)
+    """Issues the API's quotes, a crowd's in one transaction."""
+    keys: Batched[KeyRead, SealedKeys] = field(init=False)
+    """Seals delivered keys for their buyers, a crowd's reads logged in one transaction."""
     quote_limit: RateLimit = field(init=False)
     key_limit: RateLimit = field(init=False)
     status_limit: RateLimit = field(init=False)
@@ -70,6 +77,9 @@ class ShopContext:
 
     def __post_init__(self) -> None:
         self.imports = ImportJobs(self.engine, self.vault, self._stock_added)
+        # The operator key is read at each batch: a key rotation switches it while the node runs.
+        self.quotes = Batched(lambda asks: issue_quotes(self.engine, self.domain, self.operator_key, asks))
+        self.keys = Batched(functools.partial(seal_orders, self.engine, self.vault))
         self.quote_limit = RateLimit.parse(self.settings.quote_rate_limit)
         self.key_limit = RateLimit.parse(self.settings.key_rate_limit)
         self.status_limit = RateLimit.parse(self.settings.status_rate_limit)
@@ -143,7 +153,13 @@ async def socket_slot(websocket: WebSocket, context: ShopContext) -> AsyncIterat
         context.sockets.close(client)
 
 
-def shop(request: Request) -> ShopContext:
+# The dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its
+# thread pool, a hop through a worker thread (and the GIL) per dependency and request that costs
+# more than the work itself, and a pool that busy routes have filled makes every request wait.
+# On the event loop the rate limits' counters also see one request at a time.
+
+
+async def shop(request: Request) -> ShopContext:
     context: ShopContext = request.app.state.shop
     return context
 
@@ -160,19 +176,19 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def quote_rate(request: Request, context: Shop) -> None:
+async def quote_rate(request: Request, context: Shop) -> None:
     context.quote_limit.hit(_client(request))
 
 
-def key_rate(request: Request, context: Shop) -> None:
+async def key_rate(request: Request, context: Shop) -> None:
     context.key_limit.hit(_client(request))
 
 
-def status_rate(request: Request, context: Shop) -> None:
+async def status_rate(request: Request, context: Shop) -> None:
     context.status_limit.hit(_client(request))
 
 
-def signin_rate(request: Request, context: Shop) -> None:
+async def signin_rate(request: Request, context: Shop) -> None:
     context.signin_limit.hit(_client(request))
 
 
@@ -318,15 +334,18 @@ def buyer_wallet(
         return buyer_address(session, credentials.credentials)
 
 
-def buyer_proof(
+async def buyer_proof(
     context: Shop,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_buyer_session)],
     x_order_token: Annotated[
         str | None, Header(max_length=200, description="The secret token issued with the quote.")
     ] = None,
 ) -> BuyerProof:
+    """On the event loop: an order token needs no lookup (the route checks it); only a wallet
+    session is looked up, in a worker thread."""
     if x_order_token:
         return BuyerProof(order_token=x_order_token, wallet=None)
     if credentials is not None:
-        return BuyerProof(order_token=None, wallet=buyer_wallet(context, credentials))
+        wallet = await asyncio.to_thread(buyer_wallet, context, credentials)
+        return BuyerProof(order_token=None, wallet=wallet)
     raise BuyerAuthError("send the order token (X-Order-Token) or a wallet session")

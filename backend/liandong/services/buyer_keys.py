@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hmac
 import json
+from dataclasses import dataclass
 
 from eth_utils.address import to_checksum_address
 from pydantic import BaseModel
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from liandong.core.errors import ConflictError, NotFoundError
+from liandong.core.errors import ConflictError, LiandongError, NotFoundError
 from liandong.core.security import token_hash
 from liandong.services.orders import OrderFacts
 from liandong.store.models import KeyAccess, OrderStatus, ShopOrder
@@ -52,19 +54,25 @@ def _by_id(session: Session, chain_order_id: str) -> ShopOrder | None:
     return session.exec(select(ShopOrder).where(ShopOrder.chain_order_id == chain_order_id.lower())).first()
 
 
-def order_for_token(session: Session, chain_order_id: str, access_token: str) -> ShopOrder:
-    order = _by_id(session, chain_order_id)
+def _token_opens(order: ShopOrder | None, chain_order_id: str, access_token: str) -> ShopOrder:
     if order is None or not hmac.compare_digest(order.access_token_hash, token_hash(access_token)):
         raise OrderAccessDeniedError(chain_order_id)
     return order
 
 
-def order_for_wallet(session: Session, chain_order_id: str, address: str) -> ShopOrder:
+def _wallet_opens(order: ShopOrder | None, chain_order_id: str, address: str) -> ShopOrder:
     """Only the wallet that paid: a signature of any other wallet opens nothing, even its own quote."""
-    order = _by_id(session, chain_order_id)
     if order is None or order.payer is None or order.payer.lower() != address.lower():
         raise OrderAccessDeniedError(chain_order_id)
     return order
+
+
+def order_for_token(session: Session, chain_order_id: str, access_token: str) -> ShopOrder:
+    return _token_opens(_by_id(session, chain_order_id), chain_order_id, access_token)
+
+
+def order_for_wallet(session: Session, chain_order_id: str, address: str) -> ShopOrder:
+    return _wallet_opens(_by_id(session, chain_order_id), chain_order_id, address)
 
 
 def wallet_orders(session: Session, address: str) -> list[OrderState]:
@@ -81,19 +89,58 @@ def order_state(order: ShopOrder) -> OrderState:
     return OrderState.of(order)
 
 
-def seal_keys(session: Session, vault: Vault, order: ShopOrder, public_key: str, via: str) -> SealedKeys:
-    """The order's keys sealed to `public_key`; each call is logged as one read (`KeyAccess`)."""
+@dataclass(frozen=True)
+class KeyRead:
+    """One buyer's ask for an order's keys: the proof that opens it (its order token, or the
+    signed-in wallet) and the browser's public key to seal them to."""
+
+    order: str
+    public_key: str
+    order_token: str | None = None
+    wallet: str | None = None
+
+    @property
+    def via(self) -> str:
+        return "token" if self.order_token is not None else "wallet"
+
+
+def _sealed(session: Session, vault: Vault, read: KeyRead, found: ShopOrder | None) -> SealedKeys:
+    if read.order_token is not None:
+        order = _token_opens(found, read.order, read.order_token)
+    else:
+        order = _wallet_opens(found, read.order, read.wallet or "")
     if order.status != OrderStatus.DELIVERED or order.salt is None or order.commitment is None:
         raise OrderNotDeliveredError(f"order {order.chain_order_id} is {order.status.value}, not delivered")
-    recipient = parse_public_key(public_key)
+    recipient = parse_public_key(read.public_key)
     keys = vault.delivered_keys(session, order)
     box = seal(json.dumps(keys).encode(), recipient, order_aad(order.chain_order_id))
     assert order.id is not None
-    session.add(KeyAccess(order_id=order.id, via=via))
-    session.commit()
+    session.add(KeyAccess(order_id=order.id, via=read.via))
     return SealedKeys(
         order=order.chain_order_id, box=box.to_json(), salt=order.salt, commitment=order.commitment
     )
+
+
+def seal_orders(engine: Engine, vault: Vault, reads: list[KeyRead]) -> list[SealedKeys | LiandongError]:
+    """Each read's keys sealed to its public key, or the refusal of that read (the proof opens no
+    such order, not delivered, an unusable public key, a key the vault cannot open). Every read
+    handed out is logged as one `KeyAccess`, all of a batch in one transaction, committed before any
+    box is returned. A batch because the keys are asked for in crowds: a block's deliveries reach
+    their pages at once; their orders are read in one query."""
+    outcomes: list[SealedKeys | LiandongError] = []
+    with Session(engine) as session:
+        wanted = {read.order.lower() for read in reads}
+        found = {
+            order.chain_order_id: order
+            for order in session.exec(select(ShopOrder).where(col(ShopOrder.chain_order_id).in_(wanted)))
+        }
+        for read in reads:
+            try:
+                outcomes.append(_sealed(session, vault, read, found.get(read.order.lower())))
+            except LiandongError as refused:  # this read's alone: the others still go out
+                outcomes.append(refused)
+        session.commit()
+    return outcomes
 
 
 def keys_were_read(session: Session, chain_order_id: str) -> bool:

@@ -1,23 +1,32 @@
 """Quoting orders and reading them back: the buyer-facing operations on the store.
 
-`create_quote` prices, signs and stores an order in one go, so every quote the escrow can accept
+`create_quotes` prices, signs and stores orders in one go, so every quote the escrow can accept
 has its row (and the hash of the buyer's access token) in the store before the buyer sees it.
+
+It takes a batch because the API's quotes come in crowds (a flash sale): `Batched` hands every
+quote asked for while the previous batch was being written to one `create_quotes` call, so a crowd
+shares one transaction, one commit and one lookup of each product's terms and stock, while a lone
+buyer's quote goes out at once in a batch of one. Each answer waits for its batch's commit. The
+key reads (`buyer_keys.seal_orders`) come in crowds too and are batched the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 from pydantic import BaseModel
-from sqlmodel import Session, col, func, select
+from sqlalchemy import Engine
+from sqlmodel import Session, and_, col, func, select
 
 from liandong.chain.escrow import MIN_DELIVERY_WINDOW
 from liandong.chain.quotes import EscrowDomain, Quote, sign_quote
-from liandong.core.errors import ConflictError, InvalidError, NotFoundError
+from liandong.core.errors import ConflictError, InvalidError, LiandongError, NotFoundError
 from liandong.core.security import token_hash
 from liandong.store.models import CardKey, OrderStatus, Product, ProductPrice, ShopOrder
 
@@ -59,10 +68,15 @@ class SoldOutError(ConflictError, OrderError):
 
 
 def _keys_left(session: Session, product_id: int, enough: int) -> int:
-    """Free keys of the product, counted only up to `enough` (a bounded scan, not a full count)."""
+    """Free keys of the product, counted only up to `enough` (a bounded scan, not a full count).
+
+    Newest first: deliveries take the oldest keys (lowest ids), so the free ones are at the top
+    and the scan stops after `enough` of them, however many were sold below them (oldest first, it
+    would step over every sold key of the product on each quote)."""
     free = (
         select(CardKey.id)
         .where(CardKey.product_id == product_id, col(CardKey.order_id).is_(None))
+        .order_by(col(CardKey.id).desc())
         .limit(enough)
         .subquery()
     )
@@ -76,6 +90,135 @@ class IssuedQuote:
     signature: bytes
     access_token: str
     """The secret that lets its holder read the order's keys; only its hash is stored."""
+
+
+@dataclass(frozen=True)
+class QuoteAsk:
+    """One quote asked for: what `create_quote` takes besides the store, the domain and the key."""
+
+    product_id: int
+    quantity: int
+    token: str
+    buyer: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    delivery_window: int = DELIVERY_WINDOW_SECONDS
+    open_quote: bool = False
+
+
+@dataclass(frozen=True)
+class _Terms:
+    active: bool
+    price: int | None
+    """The unit price in the asked token; None when the product has none in it."""
+
+
+def _terms(session: Session, product_id: int, token: str) -> _Terms | None:
+    """The product's listing and its price in `token`, in one query; None for no such product."""
+    row = session.exec(
+        select(Product.active, ProductPrice.amount)
+        .select_from(Product)
+        .outerjoin(ProductPrice, and_(ProductPrice.product_id == Product.id, ProductPrice.token == token))
+        .where(Product.id == product_id)
+    ).first()
+    if row is None:
+        return None
+    active, amount = row
+    return _Terms(active, None if amount is None else int(amount))
+
+
+def _priced(ask: QuoteAsk, terms: _Terms | None, free: int) -> int:
+    """The order's amount, or the refusal of `ask` (checked in this order); `free` is the
+    product's free keys counted up to at least `ask.quantity`."""
+    if terms is None or not terms.active:
+        raise OrderError(f"product {ask.product_id} is not for sale")
+    if ask.quantity < 1:
+        raise OrderError("quantity must be at least 1")
+    if free < ask.quantity:
+        raise SoldOutError(f"product {ask.product_id} has fewer than {ask.quantity} keys left")
+    if terms.price is None:
+        raise OrderError(f"product {ask.product_id} has no price in token {ask.token}")
+    if ask.buyer is None and not ask.open_quote:
+        raise BuyerRequiredError(
+            "a quote names the wallet that pays it (buyer); ask for an open quote (open: true) to let "
+            "any wallet pay"
+        )
+    if ask.buyer is not None and ask.open_quote:
+        raise OrderError("an open quote names no buyer")
+    if ask.delivery_window < MIN_DELIVERY_WINDOW:
+        raise OrderError(f"the delivery window must be at least {MIN_DELIVERY_WINDOW} s")
+    if terms.price * ask.quantity > MAX_UINT256:
+        raise OrderError("the order's amount exceeds what the escrow can hold (2**256 - 1)")
+    return terms.price * ask.quantity
+
+
+def create_quotes(
+    session: Session,
+    domain: EscrowDomain,
+    operator_key: str,
+    asks: Sequence[QuoteAsk],
+    *,
+    now: int | None = None,
+) -> list[IssuedQuote | OrderError]:
+    """Prices, signs and stores the orders of `asks` in one transaction: for each ask its quote, or
+    the `OrderError` that refuses it (as `create_quote` would raise it).
+
+    Each product's terms and stock are read once for the batch. Keys are not held for quotes, so
+    whether a product has `quantity` keys left is the same question for every ask of the batch:
+    one count up to the largest quantity asked answers them all.
+    """
+    issued_at = int(time.time()) if now is None else now
+    terms: dict[tuple[int, str], _Terms | None] = {}
+    wanted: dict[int, int] = {}
+    for ask in asks:
+        wanted[ask.product_id] = max(wanted.get(ask.product_id, 0), ask.quantity)
+        if (ask.product_id, ask.token) not in terms:
+            terms[ask.product_id, ask.token] = _terms(session, ask.product_id, ask.token)
+    free: dict[int, int] = {}
+    outcomes: list[IssuedQuote | OrderError] = []
+    for ask in asks:
+        found = terms[ask.product_id, ask.token]
+        if found is not None and found.active and ask.product_id not in free:
+            free[ask.product_id] = _keys_left(session, ask.product_id, wanted[ask.product_id])
+        try:
+            amount = _priced(ask, found, free.get(ask.product_id, 0))
+        except OrderError as refused:
+            outcomes.append(refused)
+            continue
+        quote = Quote(
+            order_id=os.urandom(32),
+            product_id=ask.product_id,
+            quantity=ask.quantity,
+            token=ask.token,
+            amount=amount,
+            buyer=ask.buyer or "0x0000000000000000000000000000000000000000",
+            expiry=issued_at + QUOTE_TTL_SECONDS,
+            delivery_deadline=issued_at + QUOTE_TTL_SECONDS + ask.delivery_window,
+        )
+        signature = sign_quote(quote, domain, operator_key)
+        access_token = secrets.token_urlsafe(24)
+        order = ShopOrder(
+            chain_order_id="0x" + quote.order_id.hex(),
+            product_id=ask.product_id,
+            quantity=ask.quantity,
+            token=ask.token,
+            amount=str(quote.amount),
+            buyer=ask.buyer,
+            email=ask.email,
+            phone=ask.phone,
+            quote_signature="0x" + signature.hex(),
+            quote_expiry=quote.expiry,
+            delivery_deadline=quote.delivery_deadline,
+            access_token_hash=token_hash(access_token),
+        )
+        session.add(order)
+        outcomes.append(IssuedQuote(order, quote, signature, access_token))
+    session.flush()  # one INSERT for the batch; the rows get their ids
+    for outcome in outcomes:
+        if isinstance(outcome, IssuedQuote):
+            session.expunge(outcome.order)  # complete as flushed: the commit need not expire it
+    session.commit()
+    return outcomes
 
 
 def create_quote(
@@ -101,57 +244,62 @@ def create_quote(
     A product with fewer keys left than asked for is not quoted: a payment would only come back as a
     refund. Keys are not held for quotes, so a race for the last key still ends in a refund.
     """
-    product = session.get(Product, product_id)
-    if product is None or not product.active:
-        raise OrderError(f"product {product_id} is not for sale")
-    if quantity < 1:
-        raise OrderError("quantity must be at least 1")
-    if _keys_left(session, product_id, quantity) < quantity:
-        raise SoldOutError(f"product {product_id} has fewer than {quantity} keys left")
-    price = session.exec(
-        select(ProductPrice).where(ProductPrice.product_id == product_id, ProductPrice.token == token)
-    ).first()
-    if price is None:
-        raise OrderError(f"product {product_id} has no price in token {token}")
-    if buyer is None and not open_quote:
-        raise BuyerRequiredError(
-            "a quote names the wallet that pays it (buyer); ask for an open quote (open: true) to let "
-            "any wallet pay"
-        )
-    if buyer is not None and open_quote:
-        raise OrderError("an open quote names no buyer")
-    if delivery_window < MIN_DELIVERY_WINDOW:
-        raise OrderError(f"the delivery window must be at least {MIN_DELIVERY_WINDOW} s")
-    if int(price.amount) * quantity > MAX_UINT256:
-        raise OrderError("the order's amount exceeds what the escrow can hold (2**256 - 1)")
-    issued_at = int(time.time()) if now is None else now
-    quote = Quote(
-        order_id=os.urandom(32),
-        product_id=product_id,
-        quantity=quantity,
-        token=token,
-        amount=int(price.amount) * quantity,
-        buyer=buyer or "0x0000000000000000000000000000000000000000",
-        expiry=issued_at + QUOTE_TTL_SECONDS,
-        delivery_deadline=issued_at + QUOTE_TTL_SECONDS + delivery_window,
-    )
-    signature = sign_quote(quote, domain, operator_key)
-    access_token = secrets.token_urlsafe(24)
-    order = ShopOrder(
-        chain_order_id="0x" + quote.order_id.hex(),
-        product_id=product_id,
-        quantity=quantity,
-        token=token,
-        amount=str(quote.amount),
-        buyer=buyer,
-        email=email,
-        phone=phone,
-        quote_signature="0x" + signature.hex(),
-        quote_expiry=quote.expiry,
-        delivery_deadline=quote.delivery_deadline,
-        access_token_hash=token_hash(access_token),
-    )
-    session.add(order)
-    session.commit()
-    session.refresh(order)
-    return IssuedQuote(order, quote, signature, access_token)
+    ask = QuoteAsk(product_id, quantity, token, buyer, email, phone, delivery_window, open_quote)
+    [outcome] = create_quotes(session, domain, operator_key, [ask], now=now)
+    if isinstance(outcome, OrderError):
+        raise outcome
+    return outcome
+
+
+MAX_BATCH = 256
+"""Asks written in one transaction at most; a larger crowd waits for the next batch."""
+
+Ask = TypeVar("Ask")
+Answer = TypeVar("Answer")
+
+
+class Batched(Generic[Ask, Answer]):
+    """Runs `write` over batches of what the API's requests ask for at the same time: whatever is
+    asked while a batch is being written becomes the next one (one batch at a time, in a worker
+    thread, off the event loop). `write` gives one outcome per ask, in order: its answer, or the
+    error that refuses it, raised to that request alone. Used for quotes (`create_quotes`) and key
+    reads (`buyer_keys.seal_orders`): both end in a commit that a crowd can share."""
+
+    def __init__(self, write: Callable[[list[Ask]], list[Answer | LiandongError]]) -> None:
+        self._write = write
+        self._asked: list[tuple[Ask, asyncio.Future[Answer]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def __call__(self, ask: Ask) -> Answer:
+        """The answer to `ask` once its batch is committed; its refusal raised."""
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._asked.append((ask, answer))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_all())
+        return await answer
+
+    async def _write_all(self) -> None:
+        while self._asked:
+            batch, self._asked = self._asked[:MAX_BATCH], self._asked[MAX_BATCH:]
+            try:
+                outcomes = await asyncio.to_thread(self._write, [ask for ask, _ in batch])
+            except Exception as failed:  # the store failed: every request of the batch answers it
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(failed)
+                continue
+            for (_, answer), outcome in zip(batch, outcomes, strict=True):
+                if answer.done():  # its request is gone
+                    continue
+                if isinstance(outcome, LiandongError):
+                    answer.set_exception(outcome)
+                else:
+                    answer.set_result(outcome)
+
+
+def issue_quotes(
+    engine: Engine, domain: EscrowDomain, operator_key: str, asks: list[QuoteAsk]
+) -> list[IssuedQuote | LiandongError]:
+    """`create_quotes` in a session of its own: the API's batches of quotes."""
+    with Session(engine) as session:
+        return list(create_quotes(session, domain, operator_key, asks))

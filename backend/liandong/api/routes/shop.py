@@ -28,7 +28,7 @@ from liandong.api.deps import (
     ws_shop,
 )
 from liandong.services import buyer_auth, buyer_keys, catalogue
-from liandong.services.orders import create_quote
+from liandong.services.orders import QuoteAsk
 from liandong.store.models import MAX_ROW_ID, ShopOrder
 
 router = APIRouter(prefix="/api", tags=["buyers"])
@@ -139,13 +139,11 @@ def products(context: Shop) -> list[catalogue.ListedProduct]:
         422: {"description": "No buyer named, and no open quote asked for"},
     },
 )
-def quote(request: QuoteRequest, context: Shop) -> QuoteResponse:
-    """Prices and signs an order: the wallet calls the escrow's `pay(quote, signature)` with it."""
-    with context.session() as session:
-        issued = create_quote(
-            session,
-            context.domain,
-            context.operator_key,
+async def quote(request: QuoteRequest, context: Shop) -> QuoteResponse:
+    """Prices and signs an order: the wallet calls the escrow's `pay(quote, signature)` with it.
+    Answered once the order's row is committed (with the quotes asked for at the same time)."""
+    issued = await context.quotes(
+        QuoteAsk(
             product_id=request.product_id,
             quantity=request.quantity,
             token=request.token.lower(),
@@ -155,6 +153,7 @@ def quote(request: QuoteRequest, context: Shop) -> QuoteResponse:
             delivery_window=context.settings.delivery_window_seconds,
             open_quote=request.open,
         )
+    )
     terms = issued.quote
     return QuoteResponse(
         order=issued.order.chain_order_id,
@@ -189,18 +188,17 @@ def order_status(
     dependencies=[Depends(key_rate)],
     responses={404: {}, 409: {"description": "Not delivered (yet)"}, 422: {}},
 )
-def order_keys(
+async def order_keys(
     order_id: OrderId,
     request: KeysRequest,
     context: Shop,
     proof: Annotated[BuyerProof, Depends(buyer_proof)],
 ) -> buyer_keys.SealedKeys:
     """The order's keys sealed to the browser's X25519 public key, with the salt that recomputes
-    the on-chain commitment."""
-    order = _open(context, order_id, proof)
-    via = "token" if proof.order_token is not None else "wallet"
-    with context.session() as session:
-        return buyer_keys.seal_keys(session, context.vault, order, request.public_key, via)
+    the on-chain commitment. Answered once the read is logged (with the reads asked at the same time)."""
+    return await context.keys(
+        buyer_keys.KeyRead(order_id, request.public_key, proof.order_token, proof.wallet)
+    )
 
 
 @router.post("/buyer/challenge", dependencies=[Depends(signin_rate)])
