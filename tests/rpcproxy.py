@@ -10,11 +10,14 @@ does wrong is set at run time through `faults` (a `Faults`, read on every reques
   `RESULT_ERRORS`), one of them as QuickNode's HTTP 413;
 - HTTP 429 with `Retry-After` (`throttle_fraction` of requests, or the next `throttle_burst`);
 - HTTP 5xx (`server_error_fraction` / `server_error_burst`, status from `server_error_statuses`);
-- a head `lag` blocks behind (in `eth_blockNumber`, "latest", and blocks above it do not exist);
+- a head `lag` blocks behind (in `eth_blockNumber`, "latest"; blocks above it do not exist and
+  `eth_getLogs` answers only up to it, as a node that has not seen them; `beyond_head` counts
+  the requests for blocks above it);
 - a head that goes backwards or repeats (`wobbly_head`: every other `eth_blockNumber`);
+- slow: every answer held back `stall` seconds (a provider that times out);
 - dead: the listening socket closed, so connections are refused, until `revive()`.
 
-WebSocket is not proxied: an upgrade gets 404, so a node pointed here follows heads by polling.
+WebSocket is not proxied: an upgrade gets 405, so a node pointed here follows heads by polling.
 `stats` counts what was served and refused; `logs_served` lists every `eth_getLogs` range answered,
 so a test can check the indexer read every block.
 """
@@ -70,6 +73,8 @@ class Faults:
     server_error_statuses: tuple[int, ...] = (500, 502, 503, 504)
     lag: int = 0
     wobbly_head: bool = False
+    stall: float = 0.0
+    """Seconds every answer is held back."""
     methods: frozenset[str] | None = None
     """Throttling and server errors only for these methods (None: every method)."""
 
@@ -84,6 +89,8 @@ class ProxyStats:
     logs_served: list[tuple[int, int]] = field(default_factory=list)
     logs_sizes: list[list[Any]] = field(default_factory=list)
     """The logs of each answered `eth_getLogs`, in the order of `logs_served`."""
+    beyond_head: int = 0
+    """Requests for blocks above the lagging head (`eth_getBlockByNumber`, `eth_getLogs`)."""
 
 
 class RpcProxy:
@@ -178,6 +185,8 @@ class RpcProxy:
         body = await request.json()
         calls = body if isinstance(body, list) else [body]
         faults = self.faults
+        if faults.stall:
+            await asyncio.sleep(faults.stall)
         for call in calls:
             self.stats.requests[call.get("method", "?")] += 1
         methods = {call.get("method") for call in calls}
@@ -228,6 +237,7 @@ class RpcProxy:
             if tag in ("latest", "pending"):
                 call = {**call, "params": [hex(head), *params[1:]]}
             elif isinstance(tag, str) and tag.startswith("0x") and int(tag, 16) > head:
+                self.stats.beyond_head += 1
                 return 200, {"jsonrpc": "2.0", "id": call.get("id"), "result": None}
         if method == "eth_getLogs" and params:
             return await self._logs(call, faults)
@@ -236,6 +246,11 @@ class RpcProxy:
     async def _logs(self, call: dict[str, Any], faults: Faults) -> tuple[int, dict[str, Any]]:
         query = call["params"][0]
         first, last = int(query.get("fromBlock", "0x0"), 16), int(query.get("toBlock", "0x0"), 16)
+        if faults.lag and last > (head := max(await self._upstream_head() - faults.lag, 0)):
+            self.stats.beyond_head += 1  # answered as a node that has not seen those blocks
+            if first > head:
+                return 200, {"jsonrpc": "2.0", "id": call.get("id"), "result": []}
+            call, last = {**call, "params": [{**query, "toBlock": hex(head)}]}, head
         if faults.logs_max_range is not None and last - first + 1 > faults.logs_max_range:
             self.stats.range_refused += 1
             with self._lock:

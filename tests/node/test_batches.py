@@ -60,7 +60,7 @@ async def _run_until(sender: SettlementSender, done: Any, seconds: float) -> Non
 def _sender(shop: LocalShop, cls: type[SettlementSender] = SettlementSender) -> SettlementSender:
     return cls(
         shop.engine,
-        shop.anvil.http_url,
+        [shop.anvil.http_url],
         shop.record.chain_id,
         shop.record.escrow,
         "0x" + bytes(dev_operator().key).hex(),

@@ -43,7 +43,7 @@ from typing import Any
 from eth_account import Account
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from liandong.chain.escrow import (
@@ -61,6 +61,7 @@ from liandong.chain.escrow import (
     refund_batch_calldata,
     rpc_int,
 )
+from liandong.chain.indexer.providers import PoolProvider, ProviderPool
 from liandong.core.crashpoints import crash_point
 from liandong.store.models import ChainTx, ChainTxStatus, OperatorStatus, OrderStatus, ShopOrder, utcnow
 
@@ -126,7 +127,7 @@ class SettlementSender:
     def __init__(
         self,
         engine: Engine,
-        rpc_url: str,
+        rpc_urls: list[str],
         chain_id: int,
         escrow: str,
         operator_key: str,
@@ -137,7 +138,8 @@ class SettlementSender:
         fence: Callable[[Session], None] | None = None,
     ) -> None:
         self.engine = engine
-        self.rpc = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
+        self.rpc = AsyncWeb3(PoolProvider(ProviderPool(rpc_urls)))
+        """Every request through the pool: a dead or throttling URL fails over to the next one."""
         self.chain_id = chain_id
         self.escrow = AsyncWeb3.to_checksum_address(escrow)
         self.account = Account.from_key(operator_key)

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     rpc_url: str | None = None
     """The chain's JSON-RPC endpoint. Unset: `liandong up` starts an embedded anvil."""
 
+    rpc_urls: list[str] = []
+    """More JSON-RPC endpoints of the same chain (a JSON list), after `rpc_url`: the node's indexer
+    and settlement sender fail over among them by health; the indexer asks none for a block above
+    the head it reported."""
+
     ws_url: str | None = None
     """The chain's WebSocket endpoint for head subscriptions. Unset: `rpc_url` with ws:// instead."""
 

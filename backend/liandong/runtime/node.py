@@ -195,6 +195,7 @@ def assemble(settings: Settings, record: DeploymentRecord, *, engine: Engine | N
     the caller migrated (a test's copy of one migrated once); by default it is migrated here."""
     if settings.rpc_url is None:
         raise InvalidError("a node needs LIANDONG_RPC_URL")
+    rpc_urls = list(dict.fromkeys([settings.rpc_url, *settings.rpc_urls]))
     database_url = settings.resolved_database_url
     if engine is None:
         engine = open_shop_database(settings)
@@ -221,7 +222,7 @@ def assemble(settings: Settings, record: DeploymentRecord, *, engine: Engine | N
     )
     sender = SettlementSender(
         engine,
-        settings.rpc_url,
+        rpc_urls,
         record.chain_id,
         record.escrow,
         operator_key,
@@ -248,7 +249,7 @@ def assemble(settings: Settings, record: DeploymentRecord, *, engine: Engine | N
     )
     indexer = Indexer(
         IndexerStore(engine, record.chain_id, policy, REORG_WINDOW, hub.publish),
-        settings.rpc_url,
+        rpc_urls,
         settings.resolved_ws_url,
         record.escrow,
         record.block_number,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import websockets
 
 from liandong.chain.escrow import rpc_hex, rpc_int
-from liandong.chain.indexer.transport import RpcTransport
+from liandong.chain.indexer.providers import ProviderPool
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +65,17 @@ class HeadSource(Protocol):
 
 
 class PollingHeads:
-    """Heads by asking the node for the head's number over HTTP every `interval` seconds."""
+    """Heads by asking the providers for the head's number over HTTP every `interval` seconds: the
+    best one's (`ProviderPool.head`), so a lagging provider never holds the head back."""
 
-    def __init__(self, rpc: RpcTransport, interval: float) -> None:
+    def __init__(self, rpc: ProviderPool, interval: float) -> None:
         self.rpc = rpc
         self.interval = interval
         self.mode = "starting"
 
     async def poll(self, sink: HeadSink) -> None:
         """One look at the head."""
-        sink.note_height(rpc_int(await self.rpc.call("eth_blockNumber", [])))
+        sink.note_height(await self.rpc.head())
 
     async def follow(self, sink: HeadSink) -> None:
         self.mode = "polling"

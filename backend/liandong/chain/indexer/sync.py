@@ -8,8 +8,9 @@ do to the orders is the store's (`store`), one transaction per run of blocks.
 
 Providers cap `eth_getLogs` (a block range, a number of results): a range refused for its size is
 split in halves until each part is answered, never skipped, and the indexer remembers the smaller
-span that worked, growing it back slowly (`LogSpan`). Throttling and failing providers are retried
-by the transport (`transport`: `Retry-After`, else backoff with jitter).
+span that worked, growing it back slowly (`LogSpan`). Throttling, failing and lagging providers are
+the pool's (`providers`): every read names the block it is about, so it goes only to a provider
+that has it. The head only ever grows here: a provider reporting an older head moves nothing back.
 """
 
 from __future__ import annotations
@@ -23,16 +24,13 @@ from web3 import AsyncWeb3
 
 from liandong.chain.escrow import SETTLEMENT_TOPICS, decode_log
 from liandong.chain.indexer.heads import Header, HeadSource, PollingHeads, WebsocketHeads, safety_poll
+from liandong.chain.indexer.providers import ProviderPool
 from liandong.chain.indexer.store import ConfirmedOrder, IndexerStore, StaleCheckpointError
-from liandong.chain.indexer.transport import LogsLimitError, RpcTransport
+from liandong.chain.indexer.transport import BlockUnavailableError, LogsLimitError
 
 log = logging.getLogger(__name__)
 
 _TOPIC_HEXES = ["0x" + topic.hex() for topic in SETTLEMENT_TOPICS]
-
-
-class BlockUnavailableError(RuntimeError):
-    """The node has no block at that height (yet): a provider behind the head it reported."""
 
 
 class LogSpan:
@@ -71,7 +69,7 @@ class Indexer:
     def __init__(
         self,
         store: IndexerStore,
-        http_url: str,
+        rpc_urls: list[str],
         ws_url: str | None,
         escrow: str,
         start_block: int,
@@ -82,7 +80,7 @@ class Indexer:
         safety_poll_interval: float = 5.0,
     ) -> None:
         self.store = store
-        self.rpc = RpcTransport(http_url)
+        self.rpc = ProviderPool(rpc_urls)
         self.escrow = AsyncWeb3.to_checksum_address(escrow)
         self.start_block = start_block
         self.on_confirmed = on_confirmed
@@ -210,9 +208,9 @@ class Indexer:
             self._position, self._position_hash = position, position_hash
 
     async def _block(self, number: int) -> Header:
-        block = await self.rpc.call("eth_getBlockByNumber", [hex(number), False])
+        block = await self.rpc.call("eth_getBlockByNumber", [hex(number), False], at=number)
         if block is None:
-            raise BlockUnavailableError(f"the node has no block {number} yet")
+            raise BlockUnavailableError(f"no provider has block {number} yet")
         return Header.from_rpc(block)
 
     async def _logs(self, first: int, last: int) -> list[dict[str, Any]]:
@@ -254,6 +252,7 @@ class Indexer:
                     "topics": [_TOPIC_HEXES],
                 }
             ],
+            at=last,
         )
         return logs
 

@@ -1,12 +1,11 @@
-"""How the indexer talks to its node: JSON-RPC calls with retries, and the provider limits it knows.
+"""How the indexer talks to one node: a JSON-RPC request, its errors sorted, and the provider limits.
 
-Every call the indexer makes (`eth_blockNumber`, `eth_getBlockByNumber`, `eth_getLogs`) goes through
-`RpcTransport.call`. A provider that throttles (HTTP 429, or a JSON-RPC "rate limit" error) or
-fails (HTTP 5xx, a refused or timed-out connection) is asked again: after its `Retry-After` when it
-gives one (capped), else after an exponential backoff with jitter, up to `RetryPolicy.attempts`
-tries; then the error goes to the sync loop, which starts over from the checkpoint. An
-`eth_getLogs` refused for its size raises `LogsLimitError`, which the sync answers by splitting the
-range (`sync.Indexer._logs`). web3's own retries are off for this provider: they would ignore
+`RpcTransport.send` makes one request to one URL. A provider that throttles (HTTP 429, or a JSON-RPC
+"rate limit" error) or fails (HTTP 5xx, a refused or timed-out connection) raises
+`TransientRpcError`, with its `Retry-After` when it gives one; asking again, or another provider,
+is the pool's (`providers.ProviderPool`), after the delay `RetryPolicy` says. An `eth_getLogs`
+refused for its size raises `LogsLimitError`, which the sync answers by splitting the range
+(`sync.Indexer._logs`). web3's own retries are off for this provider: they would ignore
 `Retry-After` and hide the attempts.
 
 The providers' messages are listed once, here (`LOGS_LIMIT_MESSAGES`, `RATE_LIMIT_MESSAGES`), each
@@ -15,9 +14,7 @@ with where it was seen.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
-import logging
 import random
 import time
 from dataclasses import dataclass
@@ -25,9 +22,7 @@ from typing import Any
 
 import aiohttp
 from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.types import RPCEndpoint
-
-log = logging.getLogger(__name__)
+from web3.types import RPCEndpoint, RPCResponse
 
 LOGS_LIMIT_MESSAGES: tuple[tuple[str, str], ...] = (
     # (lower-case fragment of the error message, where it comes from)
@@ -138,34 +133,22 @@ def is_logs_limit(error: Any) -> bool:
     return not is_rate_limit(error) and any(fragment in text for fragment, _ in LOGS_LIMIT_MESSAGES)
 
 
-class RpcTransport:
-    """JSON-RPC over HTTP to one node, each call retried as `RetryPolicy` says."""
+class BlockUnavailableError(TransientRpcError):
+    """No provider has the block at that height (yet): each is behind the head one reported."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0, retry: RetryPolicy | None = None) -> None:
+
+class RpcTransport:
+    """JSON-RPC over HTTP to one node, one request at a time (the pool retries)."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url
         self.w3 = AsyncWeb3(
             AsyncHTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
         )
-        self.retry = retry or RetryPolicy()
-        self.retries = 0
-        """Calls asked again so far (the tests read it)."""
-        self._chance = random.Random()  # noqa: S311 - jitter, not secrets
 
-    async def call(self, method: str, params: list[Any]) -> Any:
-        """The result of `method`; `LogsLimitError` / `RpcError` for errors retrying cannot cure."""
-        attempt = 0
-        while True:
-            try:
-                return await self._once(method, params)
-            except TransientRpcError as exc:
-                if attempt + 1 >= self.retry.attempts:
-                    raise
-                wait = self.retry.delay(attempt, exc.retry_after, self._chance)
-                log.info("%s: %s; trying again in %.2f s", method, exc, wait)
-                attempt += 1
-                self.retries += 1
-                await asyncio.sleep(wait)
-
-    async def _once(self, method: str, params: list[Any]) -> Any:
+    async def send(self, method: str, params: list[Any]) -> RPCResponse:
+        """The node's answer, which may carry an error retrying does not cure (`result_of` raises
+        it); `TransientRpcError` when throttled or failing, `LogsLimitError` for an HTTP 413."""
         try:
             response = await self.w3.provider.make_request(RPCEndpoint(method), params)
         except aiohttp.ClientResponseError as exc:
@@ -177,11 +160,16 @@ class RpcTransport:
             raise
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
             raise TransientRpcError(f"{type(exc).__name__}: {exc}") from exc
-        if "error" in response:
-            error = response["error"]
-            if is_rate_limit(error):
-                raise TransientRpcError(f"throttled: {error}")
-            if method == "eth_getLogs" and is_logs_limit(error):
-                raise LogsLimitError(method, error)
-            raise RpcError(method, error)
-        return response.get("result")
+        if "error" in response and is_rate_limit(response["error"]):
+            raise TransientRpcError(f"throttled: {response['error']}")
+        return response
+
+
+def result_of(method: str, response: RPCResponse) -> Any:
+    """The result of an answer; `LogsLimitError` / `RpcError` for the errors retrying cannot cure."""
+    if "error" in response:
+        error = response["error"]
+        if method == "eth_getLogs" and is_logs_limit(error):
+            raise LogsLimitError(method, error)
+        raise RpcError(method, error)
+    return response.get("result")
