@@ -300,10 +300,11 @@ HEADER = [
 ]
 
 
-def table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
+def table(rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) -> str:
+    """`rows` under `header`, right-aligned in columns (this bench's and the front door's)."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
-    head = "  ".join(cell.rjust(width) for cell, width in zip(HEADER, widths, strict=True))
+    head = "  ".join(cell.rjust(width) for cell, width in zip(header, widths, strict=True))
     return "\n".join([head, "-" * len(head), *lines])
 
 

@@ -56,6 +56,7 @@ from delivery_latency import (
     payment_gas,
     payments,
     send_paced,
+    table,
 )
 from liandong.chain.quotes import NATIVE_COIN, Quote
 from liandong.core.figures import PERCENTILES, percentile
@@ -112,13 +113,6 @@ HEADER = [
     "node CPU ms",
     "bench CPU ms",
 ]
-
-
-def table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
-    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
-    head = "  ".join(cell.rjust(width) for cell, width in zip(HEADER, widths, strict=True))
-    return "\n".join([head, "-" * len(head), *lines])
 
 
 async def measured(shop: LocalShop, run: Run, load: Callable[[], Awaitable[None]]) -> Run:
@@ -321,7 +315,7 @@ async def bench(shop: LocalShop, args: argparse.Namespace) -> list[Run]:
 
     def show(run: Run) -> None:
         runs.append(run)
-        print("  " + table([run.cells()]).splitlines()[-1].strip(), flush=True)
+        print("  " + table([run.cells()], HEADER).splitlines()[-1].strip(), flush=True)
         if run.errors:
             print(f"  ! {len(run.errors)} errors, first: {run.errors[0]}", flush=True)
 
@@ -378,7 +372,7 @@ def main(argv: Sequence[str]) -> int:
         "announcement."
     )
     print("CPU columns: per quote (per order for the key run).\n")
-    print(table([run.cells() for run in runs]))
+    print(table([run.cells() for run in runs], HEADER))
     print(f"\n(total {time.monotonic() - started:.0f} s)")
     return 0
 
