@@ -54,7 +54,7 @@ def starting_key(engine: Engine, settings: Settings, record: DeploymentRecord) -
     assert settings.rpc_url is not None
     try:
         current = operator_on_chain(settings.rpc_url, record.escrow)
-    except (OSError, RuntimeError) as error:
+    except (OSError, RuntimeError, ValueError) as error:  # unreachable, refused, not JSON-RPC
         log.warning("cannot read the escrow's operator (%s); starting with the configured key", error)
     else:
         key = key_of(engine, settings, record.chain_id, current)
