@@ -16,10 +16,14 @@ from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 from liandong.api.app import create_app
 from liandong.chain.quotes import NATIVE_COIN
+from liandong.core.errors import NotFoundError
 from liandong.core.ratelimit import RateLimit
 from liandong.devtools.simulate import dev_account
+from liandong.services.buyer_keys import KeyRead, SealedKeys, seal_orders
+from liandong.store.models import KeyAccess, ShopOrder
 from liandong.vault.crypto import delivery_commitment
 from liandong.vault.transport import open_sealed, order_aad
+from sqlmodel import Session, select
 
 from tests.api.conftest import Api
 
@@ -211,3 +215,30 @@ def test_cors_is_closed_unless_origins_are_named(api: Api) -> None:
         assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
         other = opened.get("/api/products", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_in_a_batch_of_key_reads_each_proof_opens_only_its_own_order(
+    api: Api, merchant: dict[str, str]
+) -> None:
+    """Key reads asked at the same time are sealed in one transaction: Bob's token riding in the
+    same batch as Alice's own read opens nothing of hers, and only the read that opened is logged."""
+    product = api.add_product("game", KEYS, merchant)
+    alices, bobs = quote(api, product), quote(api, product)
+    api.deliver(alices["order"], dev_account(4).address)
+    api.deliver(bobs["order"], dev_account(5).address)
+    _, public = browser_key()
+    reads = [
+        KeyRead(alices["order"], public, order_token=alices["access_token"]),
+        KeyRead(alices["order"], public, order_token=bobs["access_token"]),
+        KeyRead(bobs["order"], public, wallet=dev_account(4).address),  # Alice's wallet, Bob's order
+    ]
+    opened, with_bobs_token, with_alices_wallet = seal_orders(api.context.engine, api.context.vault, reads)
+    assert isinstance(opened, SealedKeys)
+    assert isinstance(with_bobs_token, NotFoundError)
+    assert isinstance(with_alices_wallet, NotFoundError)
+    with Session(api.context.engine) as session:
+        logged = session.exec(select(KeyAccess.order_id)).all()
+        alice_order = session.exec(
+            select(ShopOrder.id).where(ShopOrder.chain_order_id == alices["order"])
+        ).one()
+    assert logged == [alice_order]

@@ -349,6 +349,17 @@ def unpause(
     _owner_action(deployment, rpc, propose_safe, build)
 
 
+@contextmanager
+def _keystore(settings: Settings) -> Iterator[Session]:
+    """A session on the shop's database, where the operator keystore lives."""
+    engine = open_shop_database(settings)
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
 def rotate_operator(
     deployment: DeploymentOption = None, rpc: RpcOption = None, propose_safe: SafeOption = None
 ) -> None:
@@ -361,14 +372,10 @@ def rotate_operator(
     with _escrow(deployment, rpc) as escrow:
         owner = escrow.owner()
         current = to_checksum_address(escrow.view("operator", returns="address"))
-        engine = open_shop_database(settings)
-        try:
-            with Session(engine) as session:
-                new_operator = operator_keys.generate_operator_key(
-                    session, load_keyring(settings), escrow.record.chain_id
-                )
-        finally:
-            engine.dispose()
+        with _keystore(settings) as session:
+            new_operator = operator_keys.generate_operator_key(
+                session, load_keyring(settings), escrow.record.chain_id
+            )
         notes = (
             f"Generated operator {new_operator} (replacing {current}); its key is sealed in the keystore.",
             f"Fund it with gas on chain {escrow.record.chain_id} before the owner sends the transaction.",
@@ -384,12 +391,8 @@ def operators(deployment: DeploymentOption = None, rpc: RpcOption = None) -> Non
     settings = Settings()
     with _escrow(deployment, rpc) as escrow:
         current = to_checksum_address(escrow.view("operator", returns="address"))
-        engine = open_shop_database(settings)
-        try:
-            with Session(engine) as session:
-                keys = operator_keys.operator_keys(session, escrow.record.chain_id)
-        finally:
-            engine.dispose()
+        with _keystore(settings) as session:
+            keys = operator_keys.operator_keys(session, escrow.record.chain_id)
     table = Table("address", "status", "generated", "the escrow's operator")
     for key in keys:
         table.add_row(

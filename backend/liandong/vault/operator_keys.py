@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from eth_account import Account
+from eth_utils.address import to_checksum_address
 from sqlalchemy import Connection, insert, select, update
 from sqlmodel import Session
 
@@ -66,20 +67,20 @@ def generate_operator_key(session: Session, keyring: Keyring, chain_id: int) -> 
 
 def key_for(session: Session, keyring: Keyring, chain_id: int, address: str) -> str | None:
     """The private key (0x-hex) of `address` on `chain_id`, if the keystore holds it."""
-    rows = (
+    stored = to_checksum_address(address)
+    row = (
         session.connection()
         .execute(
-            select(OPERATOR_KEYS.c.address, OPERATOR_KEYS.c.wrapped_key, OPERATOR_KEYS.c.master_key_id).where(
-                OPERATOR_KEYS.c.chain_id == chain_id
+            select(OPERATOR_KEYS.c.wrapped_key, OPERATOR_KEYS.c.master_key_id).where(
+                OPERATOR_KEYS.c.chain_id == chain_id, OPERATOR_KEYS.c.address == stored
             )
         )
-        .all()
+        .first()
     )
-    for stored, wrapped, master_key_id in rows:
-        if stored.lower() == address.lower():
-            secret = keyring.open(wrapped, master_key_id, _aad(chain_id, stored), f"operator key {stored}")
-            return "0x" + secret.hex()
-    return None
+    if row is None:
+        return None
+    wrapped, master_key_id = row
+    return "0x" + keyring.open(wrapped, master_key_id, _aad(chain_id, stored), f"operator key {stored}").hex()
 
 
 def record_operator(session: Session, chain_id: int, address: str) -> None:
