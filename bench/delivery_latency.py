@@ -66,7 +66,7 @@ from liandong.core.figures import PERCENTILES, percentile
 from liandong.devtools.deploy import deploy_local_escrow
 from liandong.devtools.devnet import Anvil
 from liandong.devtools.postgres import scratch_database
-from liandong.devtools.simulate import LocalShop, dev_account, dev_operator, pay_calldata
+from liandong.devtools.simulate import LocalChain, LocalShop, dev_account, dev_operator, pay_calldata
 from liandong.services.orders import create_quote
 from liandong.store.db import make_engine
 from liandong.store.models import OrderStatus, Payment, ShopOrder
@@ -197,7 +197,9 @@ async def send_paced(http_url: str, transactions: Sequence[dict[str, str]], rate
     return Sent(started, finished, len(transactions), errors)
 
 
-def payments(shop: LocalShop, quotes: Sequence[tuple[Quote, bytes]], gas: int) -> list[dict[str, str]]:
+def payments(
+    shop: LocalShop | LocalChain, quotes: Sequence[tuple[Quote, bytes]], gas: int
+) -> list[dict[str, str]]:
     """One `eth_sendTransaction` per quote, round-robin over the buyers, with nonces kept here."""
     buyers = [dev_account(index).address for index in BUYERS]
     nonces = {
@@ -224,7 +226,7 @@ def payments(shop: LocalShop, quotes: Sequence[tuple[Quote, bytes]], gas: int) -
     return transactions
 
 
-def payment_gas(shop: LocalShop, transaction: dict[str, str]) -> int:
+def payment_gas(shop: LocalShop | LocalChain, transaction: dict[str, str]) -> int:
     """The payment's gas estimate with headroom: anvil packs blocks by gas limit, so keep it tight."""
     probe = {key: value for key, value in transaction.items() if key not in ("nonce", "gas")}
     return int(int(str(rpc_call(shop.anvil.http_url, "eth_estimateGas", [probe])), 16) * 1.2)

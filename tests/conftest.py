@@ -10,14 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from liandong.devtools.deploy import deploy_local_escrow
 from liandong.devtools.devnet import Anvil
 from liandong.devtools.postgres import scratch_database
-from liandong.devtools.simulate import LocalShop
+from liandong.devtools.simulate import LocalChain, LocalShop
 from liandong.store.db import make_engine, migrate
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -94,16 +94,29 @@ def shop_factory(tmp_path: Path) -> Iterator[Callable[..., LocalShop]]:
         chain_state: Path | None = None,
         stuck_seconds: float = 30.0,
         env: dict[str, str] | None = None,
+        more_chains: Sequence[tuple[int, float | None]] = (),
     ) -> LocalShop:
+        """`more_chains`: (chain id, block time) of more anvils the node serves besides the first."""
         anvil = Anvil(state_file=chain_state).start()
+        anvils.append(anvil)
         data_dir = tmp_path / f"shop{len(shops)}"
         data_dir.mkdir()
         record = deploy_local_escrow(anvil.http_url, data_dir / "deployment.json")
-        shop = LocalShop(anvil, record, data_dir, confirmations, stuck_seconds, env or {})
+        chains = []
+        for chain_id, block_time in more_chains:
+            more = Anvil(chain_id=chain_id, block_time=block_time).start()
+            anvils.append(more)
+            path = data_dir / "deployments" / f"{chain_id}.json"
+            chains.append(LocalChain(more, deploy_local_escrow(more.http_url, path), path))
+        shop = LocalShop(anvil, record, data_dir, confirmations, stuck_seconds, env or {}, more_chains=chains)
         shops.append(shop)
         return shop
 
-    yield make
-    for shop in shops:
-        shop.kill()
-        shop.anvil.stop()
+    anvils: list[Anvil] = []
+    try:
+        yield make
+    finally:
+        for shop in shops:
+            shop.kill()
+        for anvil in anvils:
+            anvil.stop()

@@ -21,6 +21,7 @@ def confirmed_order(
     """A paid and confirmed order for one key of `product_id`, due by `deadline`; committed. Returns
     its row id and its on-chain id."""
     order = ShopOrder(
+        chain_id=31337,
         chain_order_id="0x" + os.urandom(32).hex(),
         product_id=product_id,
         quantity=1,

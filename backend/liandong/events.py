@@ -44,6 +44,10 @@ class OrderEvent:
     tx_hash: str | None = None
     confirmations: int | None = None
     required: int | None = None
+    awaiting: str | None = None
+    """A tag policy's block tag ("safe", "finalized") the payment's block must get under."""
+    blocks_left: int | None = None
+    """How many blocks the `awaiting` tag's block is still below the payment's (0: reached)."""
     commitment: str | None = None
     reason: str | None = None
 

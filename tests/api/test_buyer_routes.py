@@ -91,7 +91,9 @@ def test_the_catalogue_shows_prices_and_stock_state_of_listed_products(
     assert set(listed) == {stocked, low, sold_out}
     assert listed[stocked]["stock"] == "in_stock"
     assert listed[sold_out]["stock"] == "sold_out"
-    assert listed[stocked]["prices"] == [{"token": NATIVE_COIN, "amount": "10000000000000000"}]
+    assert listed[stocked]["prices"] == [
+        {"chain_id": 31337, "token": NATIVE_COIN, "amount": "10000000000000000"}
+    ]
     assert "available" not in listed[stocked]  # buyers see a state, not the merchant's figures
     api.client.patch(f"/api/merchant/products/{low}", json={"low_stock_percent": 100}, headers=merchant)
     api.import_keys(low, ["L-2"], merchant)
@@ -242,3 +244,14 @@ def test_in_a_batch_of_key_reads_each_proof_opens_only_its_own_order(
             select(ShopOrder.id).where(ShopOrder.chain_order_id == alices["order"])
         ).one()
     assert logged == [alice_order]
+
+
+def test_a_quote_for_a_chain_the_shop_does_not_serve_is_refused(api: Api, merchant: dict[str, str]) -> None:
+    product = api.add_product("one-chain", ["OC-1"], merchant)
+    asked = {"product_id": product, "token": NATIVE_COIN, "buyer": "0x" + "ab" * 20, "chain_id": 8453}
+    answer = api.client.post("/api/quotes", json=asked)
+    assert answer.status_code == 404
+    assert "no payments on chain 8453" in answer.json()["detail"]
+    assert api.client.get("/api/shop").json()["chains"] == [
+        {"chain_id": 31337, "network": "Local chain A", "escrow": api.context.domain.verifying_contract}
+    ]

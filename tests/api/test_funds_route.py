@@ -62,7 +62,13 @@ def test_a_paid_order_is_escrowed_its_delivery_waits_and_the_operator_is_short_o
 
 
 def test_a_chain_that_does_not_answer_makes_the_panel_unavailable(api: Api) -> None:
-    api.context.settings.rpc_url = "http://127.0.0.1:9"  # the discard port: nothing listens
+    api.context.chains[api.context.default_chain].rpc_url = "http://127.0.0.1:9"  # the discard port
     answer = api.client.get("/api/merchant/funds", headers=api.merchant_token("stats:read"))
     assert answer.status_code == 503
     assert "did not answer" in answer.json()["detail"]
+
+
+def test_the_funds_of_a_chain_the_shop_does_not_serve_are_not_found(api: Api) -> None:
+    answer = api.client.get("/api/merchant/funds?chain_id=1", headers=api.merchant_token("stats:read"))
+    assert answer.status_code == 404
+    assert "no payments on chain 1" in answer.json()["detail"]

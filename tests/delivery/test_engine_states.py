@@ -46,7 +46,7 @@ def test_too_close_to_the_deadline_is_refunded_and_a_delivery_notice_carries_its
     page = hub.subscribe(near_key)
     recorder = Recorder()
     delivery = DeliveryEngine(
-        engine, vault, [recorder], lambda _: None, hub=hub, safety_margin=15 * 60, clock=lambda: NOW
+        engine, vault, [recorder], lambda _: None, hub=hub, safety_margin=15 * 60, clock=lambda _: NOW
     )
     outcome = delivery.deliver([near, far])
     delivery._announce(outcome)

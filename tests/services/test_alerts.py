@@ -24,6 +24,7 @@ from tests.peers import Endpoint
 
 def _order(session: Session, product_id: int, **fields: object) -> ShopOrder:
     order = ShopOrder(
+        chain_id=31337,
         chain_order_id="0x" + secrets.token_hex(32),
         product_id=product_id,
         quantity=1,
@@ -33,7 +34,7 @@ def _order(session: Session, product_id: int, **fields: object) -> ShopOrder:
         quote_expiry=0,
         delivery_deadline=0,
         access_token_hash="",
-        **fields,  # type: ignore[arg-type]
+        **{"chain_id": 1, **fields},  # type: ignore[arg-type]
     )
     session.add(order)
     return order
@@ -49,6 +50,8 @@ def test_settlement_lag_operator_balance_and_anomalies_alert(engine: Engine) -> 
         assert alerts(session) == []
         delivered = {"status": OrderStatus.DELIVERED, "block_time": now, "seen_at": now}
         _order(session, product.id, delivered_at=now - timedelta(minutes=10), **delivered)  # lagging
+        lagging_on_base = now - timedelta(minutes=20)
+        _order(session, product.id, chain_id=8453, delivered_at=lagging_on_base, **delivered)
         _order(session, product.id, delivered_at=now - timedelta(seconds=5), **delivered)  # just now
         _order(
             session, product.id, delivered_at=now, committed_at=now, anomaly="payment reorged", **delivered
@@ -67,13 +70,23 @@ def test_settlement_lag_operator_balance_and_anomalies_alert(engine: Engine) -> 
         found = {
             alert.kind: alert for alert in alerts(session, settlement_lag_seconds=300, balance_batches=20)
         }
-        assert found[AlertKind.SETTLEMENT_LAG].count == 1
-        assert AlertKind.OPERATOR_BALANCE in found  # 0.01 ETH < 20 batches of 600k gas at 1 gwei = 0.012 ETH
+        lag = found[AlertKind.SETTLEMENT_LAG]
+        assert lag.count == 2
+        assert [(c.chain_id, c.network, c.count) for c in lag.by_chain] == [
+            (1, "Ethereum", 1),
+            (8453, "Base", 1),
+        ]
+        assert "(Ethereum 1, Base 1)" in lag.detail  # the webhook's text names the networks too
+        balance = found[AlertKind.OPERATOR_BALANCE]  # 0.01 ETH < 20 batches of 600k gas at 1 gwei = 0.012 ETH
+        assert (balance.chain_id, balance.network) == (1, "Ethereum")
+        assert "on Ethereum" in balance.detail
         assert found[AlertKind.ANOMALY].count == 1
         assert [a.kind for a in efficiency(session).alerts] == list(found)
 
         relaxed = alerts(session, settlement_lag_seconds=3600, balance_batches=10)
         assert [alert.kind for alert in relaxed] == [AlertKind.ANOMALY]
+        on_base = alerts(session, settlement_lag_seconds=300, balance_batches=20, chain_id=8453)
+        assert [(alert.kind, alert.count) for alert in on_base] == [(AlertKind.SETTLEMENT_LAG, 1)]
 
 
 def test_alerts_reach_the_merchants_webhook_signed_once_then_as_reminders(

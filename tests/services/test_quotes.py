@@ -17,6 +17,7 @@ from liandong.services.orders import (
     IssuedQuote,
     OrderError,
     QuoteAsk,
+    QuoteSigner,
     SoldOutError,
     create_quote,
     create_quotes,
@@ -31,13 +32,14 @@ from tests.vault.conftest import add_product
 
 OPERATOR = Account.create()
 DOMAIN = EscrowDomain(31337, "0x" + "ee" * 20)
+CHAIN = DOMAIN.chain_id
 BUYER = "0x" + "12" * 20
 ZERO = "0x" + "00" * 20
 
 
 def _product(session: Session) -> int:
     product_id = add_product(session, "q")
-    session.add(ProductPrice(product_id=product_id, token=NATIVE_COIN, amount="1000"))
+    session.add(ProductPrice(product_id=product_id, chain_id=CHAIN, token=NATIVE_COIN, amount="1000"))
     session.commit()
     import_keys(session, Vault(Keyring(MasterKey.generate(), ())), product_id, "k.txt", b"Q-1\n", "txt")
     return product_id
@@ -104,13 +106,15 @@ def test_a_batch_of_quotes_refuses_each_ask_on_its_own_and_stores_the_rest(sessi
     """One transaction for the batch, but each ask answered as `create_quote` would answer it alone."""
     product = _product(session)  # one key left
     asks = [
-        QuoteAsk(product, 1, NATIVE_COIN, buyer=BUYER),
-        QuoteAsk(product, 2, NATIVE_COIN, buyer=BUYER),  # more keys than the product has
-        QuoteAsk(product + 1, 1, NATIVE_COIN, buyer=BUYER),  # no such product
-        QuoteAsk(product, 1, NATIVE_COIN),  # no buyer, no open quote
-        QuoteAsk(product, 1, NATIVE_COIN, open_quote=True),
+        QuoteAsk(CHAIN, product, 1, NATIVE_COIN, buyer=BUYER),
+        QuoteAsk(CHAIN, product, 2, NATIVE_COIN, buyer=BUYER),  # more keys than the product has
+        QuoteAsk(CHAIN, product + 1, 1, NATIVE_COIN, buyer=BUYER),  # no such product
+        QuoteAsk(CHAIN, product, 1, NATIVE_COIN),  # no buyer, no open quote
+        QuoteAsk(CHAIN, product, 1, NATIVE_COIN, open_quote=True),
     ]
-    outcomes = create_quotes(session, DOMAIN, OPERATOR.key.to_0x_hex(), asks, now=1_000_000)
+    outcomes = create_quotes(
+        session, {DOMAIN.chain_id: QuoteSigner(DOMAIN, OPERATOR.key.to_0x_hex())}, asks, now=1_000_000
+    )
     assert [type(outcome) for outcome in outcomes] == [
         IssuedQuote,
         SoldOutError,

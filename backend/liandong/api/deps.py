@@ -27,6 +27,7 @@ from liandong.delivery.templates import TemplateBook
 from liandong.events import OrderEventHub, StockEvent
 from liandong.services.buyer_auth import BuyerAuthError, buyer_address
 from liandong.services.buyer_keys import KeyRead, SealedKeys, seal_orders
+from liandong.services.catalogue import Pricing
 from liandong.services.imports import ImportJobs
 from liandong.services.merchant_auth import (
     SCOPES,
@@ -37,12 +38,25 @@ from liandong.services.merchant_auth import (
     merchant_for_session,
     token_scopes,
 )
-from liandong.services.orders import Batched, IssuedQuote, QuoteAsk, issue_quotes
+from liandong.services.orders import Batched, IssuedQuote, QuoteAsk, QuoteSigner, issue_quotes
 from liandong.store.models import MAX_ROW_ID, DeliveryAttempt, Merchant
 from liandong.vault.service import Vault
 
 SESSION_COOKIE = "liandong_session"
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+
+
+@dataclass
+class ChainAccess:
+    """One chain the shop takes payments on, as the API uses it."""
+
+    name: str
+    """The network's name (its profile's), shown to buyers instead of the chain id."""
+    domain: EscrowDomain
+    operator_key: str
+    """Signs this chain's quotes; switched by the node when the escrow names a new operator."""
+    rpc_url: str
+    """The node's endpoint of this chain (the funds page; a local chain's wallet endpoint)."""
 
 
 @dataclass
@@ -53,8 +67,10 @@ class ShopContext:
     engine: Engine
     vault: Vault
     hub: OrderEventHub
-    domain: EscrowDomain
-    operator_key: str
+    chains: dict[int, ChainAccess]
+    """By chain id, the shop's first chain first."""
+    pricing: Pricing
+    """The tokens prices may name by symbol, per chain."""
     settle: Callable[[Sequence[Settlement]], None]
     """Queues on-chain settlements (the settlement sender's `submit`)."""
     resend: Callable[[Sequence[DeliveryNotice]], Awaitable[list[DeliveryAttempt]]]
@@ -77,8 +93,8 @@ class ShopContext:
 
     def __post_init__(self) -> None:
         self.imports = ImportJobs(self.engine, self.vault, self._stock_added)
-        # The operator key is read at each batch: a key rotation switches it while the node runs.
-        self.quotes = Batched(lambda asks: issue_quotes(self.engine, self.domain, self.operator_key, asks))
+        # The operator keys are read at each batch: a key rotation switches one while the node runs.
+        self.quotes = Batched(lambda asks: issue_quotes(self.engine, self.signers(), asks))
         self.keys = Batched(functools.partial(seal_orders, self.engine, self.vault))
         self.quote_limit = RateLimit.parse(self.settings.quote_rate_limit)
         self.key_limit = RateLimit.parse(self.settings.key_rate_limit)
@@ -86,6 +102,21 @@ class ShopContext:
         self.signin_limit = RateLimit.parse(self.settings.signin_rate_limit)
         self.ws_limit = RateLimit.parse(self.settings.ws_rate_limit)
         self.sockets = SocketCount(self.settings.ws_max_per_client, self.settings.ws_max_total)
+
+    @property
+    def default_chain(self) -> int:
+        """The shop's first chain: where prices and quotes that name no chain go."""
+        return next(iter(self.chains))
+
+    @property
+    def domain(self) -> EscrowDomain:
+        """The first chain's escrow."""
+        return self.chains[self.default_chain].domain
+
+    def signers(self) -> dict[int, QuoteSigner]:
+        return {
+            chain_id: QuoteSigner(chain.domain, chain.operator_key) for chain_id, chain in self.chains.items()
+        }
 
     def _stock_added(self, product_id: int, count: int) -> None:
         self.hub.publish_stock(StockEvent(product_id, count))

@@ -43,6 +43,7 @@ from typing import Any
 from eth_account import Account
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
@@ -86,6 +87,8 @@ class Settlement:
     """What the chain must be told about an order: a delivery (with its commitment) or a refund."""
 
     order_id: int
+    chain_id: int
+    """The chain of the order's escrow: its sender takes it."""
     terms: OrderTerms
     commitment: bytes | None
 
@@ -110,7 +113,7 @@ def settlement_of(order: ShopOrder) -> Settlement:
     if order.status == OrderStatus.DELIVERED:
         assert order.commitment is not None
         commitment = bytes.fromhex(order.commitment.removeprefix("0x"))
-    return Settlement(order.id, order_terms(order), commitment)
+    return Settlement(order.id, order.chain_id, order_terms(order), commitment)
 
 
 def hold_order(session: Session, order_id: int, anomaly: str) -> None:
@@ -182,8 +185,14 @@ class SettlementSender:
         self._resting.clear()
         self._in_flight.clear()
         with Session(self.engine) as session:
-            for tx in session.exec(select(ChainTx).where(ChainTx.status == ChainTxStatus.PENDING)).all():
+            for tx in session.exec(self._pending()).all():
                 self._in_flight.update(_order_ids(tx))
+
+    def _pending(self) -> SelectOfScalar[ChainTx]:
+        """This chain's pending transactions (each chain's sender has its own nonces)."""
+        return select(ChainTx).where(
+            ChainTx.chain_id == self.chain_id, ChainTx.status == ChainTxStatus.PENDING
+        )
 
     def use_key(self, operator_key: str) -> None:
         """Signs with `operator_key` from now on: the escrow names a new operator. Pending
@@ -319,7 +328,9 @@ class SettlementSender:
             taken = set(
                 session.exec(
                     select(ChainTx.nonce).where(
-                        ChainTx.status == ChainTxStatus.PENDING, ChainTx.sender == self.account.address
+                        ChainTx.chain_id == self.chain_id,
+                        ChainTx.status == ChainTxStatus.PENDING,
+                        ChainTx.sender == self.account.address,
                     )
                 )
             )
@@ -379,9 +390,7 @@ class SettlementSender:
     async def _track_in_flight(self) -> None:
         """Finishes mined transactions; broadcasts again those the node lost; replaces stuck ones."""
         with Session(self.engine) as session:
-            pending = session.exec(
-                select(ChainTx).where(ChainTx.status == ChainTxStatus.PENDING).order_by(col(ChainTx.id))
-            ).all()
+            pending = session.exec(self._pending().order_by(col(ChainTx.id))).all()
         by_nonce: dict[int, list[ChainTx]] = defaultdict(list)
         for tx in pending:
             by_nonce[tx.nonce].append(tx)
@@ -474,6 +483,7 @@ class SettlementSender:
         refunds_due: list[Settlement] = []
         with Session(self.engine) as session:
             pending_sibling = (
+                col(ChainTx.chain_id) == tx.chain_id,
                 col(ChainTx.sender) == tx.sender,
                 col(ChainTx.nonce) == tx.nonce,
                 col(ChainTx.status) == ChainTxStatus.PENDING,

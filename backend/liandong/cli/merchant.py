@@ -16,9 +16,11 @@ from rich.table import Table
 from sqlmodel import Session
 
 from liandong.chain.deployment import DeploymentRecord
+from liandong.chain.profiles import load_profiles
 from liandong.chain.quotes import NATIVE_COIN
-from liandong.cli.common import Commands, console, fail, progress_bar, shop_engine
+from liandong.cli.common import Commands, console, deployment, fail, progress_bar, shop_engine
 from liandong.core.config import Settings
+from liandong.runtime.chains import ChainSetup, chain_id_named, chain_setups, pricing_of
 from liandong.services import catalogue, order_admin
 from liandong.services.merchant_auth import create_merchant
 from liandong.store.models import OrderStatus
@@ -35,8 +37,9 @@ PriceOption = Annotated[
     list[str] | None,
     typer.Option(
         "--price",
-        help="TOKEN=AMOUNT, the price of one unit in the token's base units; `native` for the chain's "
-        "coin (wei). Repeat for several tokens.",
+        help="TOKEN=AMOUNT, the price of one unit: a token address and base units (`native` for the "
+        "chain's coin, in wei), or a symbol and whole tokens (`USDT=10`: 10 USDT on every chain of the "
+        "shop that has it; `Base:USDC=9.99` on one chain, by name or id). Repeat for several.",
     ),
 ]
 
@@ -66,9 +69,24 @@ def add_merchant(
 def _prices(prices: list[str]) -> list[catalogue.PriceIn]:
     parsed = []
     for price in prices:
-        address, _, amount = price.partition("=")
-        parsed.append(catalogue.PriceIn(token=NATIVE_COIN if address == "native" else address, amount=amount))
+        token, _, amount = price.partition("=")
+        chain, _, token = token.rpartition(":")
+        chain_id = chain_id_named(chain) if chain else None
+        native = token == "native"  # noqa: S105  (the word, not a secret)
+        if native or token.startswith("0x"):
+            address = NATIVE_COIN if native else token
+            parsed.append(catalogue.PriceIn(chain_id=chain_id, token=address, amount=amount))
+        else:
+            parsed.append(catalogue.PriceIn(chain_id=chain_id, token=token, units=amount))
     return parsed
+
+
+def _pricing(settings: Settings) -> catalogue.Pricing:
+    """What the prices may name: the node's chains (their tokens' decimals asked of the chains)."""
+    record = deployment(settings)
+    if settings.rpc_url is None:  # no endpoint configured: the profiles' tokens of the first chain
+        return pricing_of([ChainSetup(record, [], None, None, load_profiles().get(record.chain_id))])
+    return pricing_of(chain_setups(settings, record))
 
 
 def _token_names(settings: Settings) -> dict[str, str]:
@@ -121,8 +139,8 @@ def add_product(
         )
     except ValidationError as error:
         raise fail(f"invalid product: {error}") from None
-    with shop_engine() as (_, engine), Session(engine) as session:
-        created = catalogue.create_product(session, product_in)
+    with shop_engine() as (settings, engine), Session(engine) as session:
+        created = catalogue.create_product(session, product_in, _pricing(settings))
     console.print(f"Product {created.id} ({created.sku}) created.", markup=False)
 
 
@@ -146,8 +164,8 @@ def edit_product(
         )
     except ValidationError as error:
         raise fail(f"invalid edit: {error}") from None
-    with shop_engine() as (_, engine), Session(engine) as session:
-        catalogue.update_product(session, product_id, patch)
+    with shop_engine() as (settings, engine), Session(engine) as session:
+        catalogue.update_product(session, product_id, patch, _pricing(settings))
     console.print(f"Product {product_id} updated.")
 
 

@@ -18,12 +18,14 @@ from pydantic import SecretStr
 from rich.table import Table
 
 from liandong.chain.deployment import DeploymentRecord
+from liandong.chain.profiles import load_profiles
 from liandong.cli.common import console, deployment
-from liandong.core.config import Settings
+from liandong.core.config import ChainSettings, Settings
 from liandong.devtools.demo import DEMO_MERCHANT, seed_demo_shop
 from liandong.devtools.deploy import deploy_local_escrow
-from liandong.devtools.devnet import DEV_CHAIN_ID, Anvil
+from liandong.devtools.devnet import DEV_CHAIN_ID, SECOND_DEV_CHAIN_ID, Anvil
 from liandong.devtools.simulate import dev_account, dev_operator
+from liandong.runtime.chains import chain_setups, pricing_of
 from liandong.runtime.node import assemble
 from liandong.store.db import open_shop_database, prepare_data_dir
 from liandong.vault.crypto import load_keyring
@@ -42,7 +44,9 @@ def _demo_wallet() -> tuple[str, str]:
     return str(account.address), "0x" + bytes(account.key).hex()
 
 
-def _summary(settings: Settings, record: DeploymentRecord, password: str | None) -> Table:
+def _summary(
+    settings: Settings, records: list[DeploymentRecord], password: str | None, urls: list[str]
+) -> Table:
     shop_url = settings.resolved_public_url
     table = Table(title="链动小铺 Liandong is up", show_header=False)
     table.add_column(no_wrap=True)
@@ -52,12 +56,15 @@ def _summary(settings: Settings, record: DeploymentRecord, password: str | None)
     table.add_row("API docs", f"{shop_url}/docs")
     if password is not None:
         table.add_row("Merchant login", f"{DEMO_MERCHANT} / {password}  (shown once: note it)")
-    table.add_row("Chain (JSON-RPC)", str(settings.rpc_url))
-    table.add_row("Chain id", str(record.chain_id))
-    table.add_row("Escrow", record.escrow)
-    for symbol, token in record.tokens.items():
-        table.add_row(f"Demo token {symbol}", token)
-    if record.chain_id == DEV_CHAIN_ID:
+    for record, url in zip(records, urls, strict=True):
+        known = load_profiles().get(record.chain_id)
+        name = known.name if known else f"Chain {record.chain_id}"
+        block_time = f", {known.block_time:g} s blocks" if known else ""
+        table.add_row(name, f"{url}  (chain id {record.chain_id}{block_time})")
+        table.add_row(f"  escrow on {name}", record.escrow)
+        for symbol, token in record.tokens.items():
+            table.add_row(f"  demo token {symbol}", token)
+    if records[0].chain_id == DEV_CHAIN_ID:
         address, key = _demo_wallet()
         table.add_row("Demo wallet", address)
         table.add_row("Demo wallet key", key)
@@ -90,9 +97,11 @@ async def _serve(settings: Settings, record: DeploymentRecord, announce: Callabl
 
 def _run(settings: Settings, record: DeploymentRecord, password: str | None) -> None:
     """The node in this process until Ctrl-C or SIGTERM; the API drains, the rest resumes next run."""
+    records = [setup.record for setup in chain_setups(settings, record)]
+    urls = [str(settings.rpc_url), *(chain.rpc_url for chain in settings.chains)]
 
     def announce() -> None:
-        console.print(_summary(settings, record, password))
+        console.print(_summary(settings, records, password, urls))
         console.print("Press Ctrl-C to stop; everything resumes at the next `liandong up`.")
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
@@ -103,26 +112,51 @@ def _run(settings: Settings, record: DeploymentRecord, password: str | None) -> 
 def _seed_demo(settings: Settings, record: DeploymentRecord) -> str | None:
     engine = open_shop_database(settings)
     try:
-        return seed_demo_shop(engine, Vault(load_keyring(settings)), record)
+        pricing = pricing_of(chain_setups(settings, record))
+        return seed_demo_shop(engine, Vault(load_keyring(settings)), pricing)
     finally:
         engine.dispose()
 
 
+def _embedded_chains(settings: Settings, anvil_port: int | None) -> list[Anvil]:
+    """The demo's two local chains, with their profiles' block times (the first's from the
+    settings when set) and the state their last run saved."""
+    first = load_profiles()[DEV_CHAIN_ID]
+    second = load_profiles()[SECOND_DEV_CHAIN_ID]
+    block_time = first.block_time if settings.anvil_block_time is None else settings.anvil_block_time
+    return [
+        Anvil(
+            port=settings.anvil_port if anvil_port is None else anvil_port,
+            block_time=block_time or None,
+            state_file=settings.data_dir / "anvil-state.json",
+        ),
+        Anvil(
+            port=settings.second_anvil_port,
+            block_time=second.block_time,
+            chain_id=SECOND_DEV_CHAIN_ID,
+            state_file=settings.data_dir / f"anvil-state-{SECOND_DEV_CHAIN_ID}.json",
+        ),
+    ]
+
+
 def _on_embedded_chain(settings: Settings, anvil_port: int | None) -> None:
-    """Starts anvil (with the state the last run saved), deploys and fills the demo shop if it is
-    new, and runs the node; the chain stops after the node, saving its state."""
-    chain = Anvil(
-        port=settings.anvil_port if anvil_port is None else anvil_port,
-        block_time=settings.anvil_block_time,
-        state_file=settings.data_dir / "anvil-state.json",
-    )
-    with console.status("Starting the local chain…"):
-        chain.start()
+    """Starts the two local chains (with the state the last run saved), deploys an escrow on each
+    and fills the demo shop if it is new, and runs the node; the chains stop after the node,
+    saving their state."""
+    chains = _embedded_chains(settings, anvil_port)
     try:
-        with console.status("Deploying the escrow and preparing the demo shop…"):
-            record = deploy_local_escrow(chain.http_url, settings.deployment_file)
+        with console.status("Starting the local chains…"):
+            for chain in chains:
+                chain.start()
+        with console.status("Deploying the escrows and preparing the demo shop…"):
+            record = deploy_local_escrow(chains[0].http_url, settings.deployment_file)
+            second = ChainSettings(name=str(SECOND_DEV_CHAIN_ID), rpc_url=chains[1].http_url)
+            deploy_local_escrow(
+                chains[1].http_url, settings.data_dir / "deployments" / f"{SECOND_DEV_CHAIN_ID}.json"
+            )
             demo: dict[str, object] = {
-                "rpc_url": chain.http_url,
+                "rpc_url": chains[0].http_url,
+                "chains": [second, *settings.chains],
                 "operator_key": SecretStr("0x" + bytes(dev_operator().key).hex()),
             }
             if "quote_rate_limit" not in settings.model_fields_set:
@@ -131,8 +165,9 @@ def _on_embedded_chain(settings: Settings, anvil_port: int | None) -> None:
             password = _seed_demo(settings, record)
         _run(settings, record, password)
     finally:
-        with console.status("Stopping the local chain (its state goes to anvil-state.json)…"):
-            chain.stop()
+        with console.status("Stopping the local chains (their state goes to anvil-state*.json)…"):
+            for chain in reversed(chains):
+                chain.stop()
 
 
 def up(

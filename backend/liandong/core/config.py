@@ -8,10 +8,38 @@ the master key file) are resolved by its properties, never by the callers.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ChainSettings(BaseModel):
+    """One more chain a node serves besides `Settings.rpc_url`'s: an entry of `Settings.chains`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    """The chain as its profile names it ("Base", "Arbitrum One", "Local chain B"), or its chain id."""
+    rpc_url: str
+    """Its JSON-RPC endpoint."""
+    rpc_urls: list[str] = []
+    """More endpoints of the same chain, failed over by health as with `Settings.rpc_urls`."""
+    ws_url: str | None = None
+    """WebSocket endpoint for heads. Unset: `rpc_url` with ws:// instead."""
+    deployment: Path | None = None
+    """The escrow's deployment record on this chain. Unset: `data_dir/deployments/<chain id>.json`."""
+    confirmations: int | Literal["safe", "finalized"] | None = None
+    """This chain's confirmation policy. Unset: `Settings.confirmations`, else the chain's profile."""
+
+    @property
+    def resolved_ws_url(self) -> str:
+        return self.ws_url or _ws_of(self.rpc_url)
+
+
+def _ws_of(rpc_url: str) -> str:
+    return rpc_url.replace("https://", "wss://").replace("http://", "ws://")
 
 
 class Settings(BaseSettings):
@@ -33,6 +61,12 @@ class Settings(BaseSettings):
     ws_url: str | None = None
     """The chain's WebSocket endpoint for head subscriptions. Unset: `rpc_url` with ws:// instead."""
 
+    chains: list[ChainSettings] = []
+    """More chains the node serves at once (a JSON list of `ChainSettings`), after the chain of
+    `rpc_url` and the deployment record (the shop's first chain, where prices and quotes that
+    name no chain go). Each has its own escrow, indexer, settlement sender and confirmation policy:
+    `[{"name": "Base", "rpc_url": "https://…", "deployment": "base.json"}]`."""
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
@@ -40,7 +74,11 @@ class Settings(BaseSettings):
     """Port of the embedded anvil (0 picks a free one)."""
 
     anvil_block_time: float | None = None
-    """Seconds between blocks of the embedded anvil; unset mines each transaction at once."""
+    """Seconds between blocks of the first embedded anvil ("Local chain A"); unset: its profile's
+    (1 s). 0 mines each transaction at once."""
+
+    second_anvil_port: int = 0
+    """Port of the second embedded anvil ("Local chain B", 2 s blocks); 0 picks a free one."""
 
     database_url: str | None = None
     """SQLAlchemy URL of the shop's database. Unset: SQLite in `data_dir`. PostgreSQL to share it."""
@@ -60,8 +98,11 @@ class Settings(BaseSettings):
     operator_check_seconds: float = 3.0
     """How often a node reads the escrow's `operator()`, to switch keys after a rotation."""
 
-    confirmations: int = 0
-    """Blocks after the payment's block before its keys are delivered (0: on inclusion)."""
+    confirmations: int | Literal["safe", "finalized"] | None = None
+    """The confirmation policy of every chain without its own override: blocks after the payment's
+    block before its keys are delivered (0: on inclusion), or the block tag (`safe`, `finalized`)
+    the payment's block must be at or under. Unset: each chain's profile default
+    (`liandong.chain.policy.policy_for`); a chain no profile knows then needs it set."""
 
     large_order_confirmations: int = 3
     """Confirmations for orders at or above their token's threshold in `large_order_thresholds`."""
@@ -214,7 +255,7 @@ class Settings(BaseSettings):
     def resolved_ws_url(self) -> str | None:
         if self.ws_url or self.rpc_url is None:
             return self.ws_url
-        return self.rpc_url.replace("https://", "wss://").replace("http://", "ws://")
+        return _ws_of(self.rpc_url)
 
     @property
     def resolved_database_url(self) -> str:

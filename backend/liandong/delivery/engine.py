@@ -94,7 +94,7 @@ class DeliveryEngine:
         shared: bool = False,
         poll_interval: float = 1.0,
         safety_margin: float = 15 * 60,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[int], float] = lambda _chain_id: time.time(),
     ) -> None:
         self.engine = engine
         self.vault = vault
@@ -113,7 +113,8 @@ class DeliveryEngine:
         self.safety_margin = safety_margin
         """Seconds before its delivery deadline after which an order is refunded, not delivered."""
         self.clock = clock
-        """Unix time as the escrow will judge the deadline (the node passes the chain's clock)."""
+        """Unix time on a chain (by id) as its escrow will judge the deadline (the node passes each
+        chain's clock)."""
         self._notifying: set[int] = set()
         """Orders whose notice this process is sending now: the rescan leaves them alone."""
         self._background: set[asyncio.Task[Any]] = set()
@@ -315,9 +316,9 @@ class DeliveryEngine:
             orders = self._claim_orders(session, order_ids)
             # By the later of the chain's and the machine's clocks: the escrow judges the deadline
             # by block time, which a real chain keeps close to (and anvil can move past) ours.
-            latest = self.clock() + self.safety_margin
-            too_late = [order for order in orders if order.delivery_deadline < latest]
-            orders = [order for order in orders if order.delivery_deadline >= latest]
+            late = {o.id for o in orders if o.delivery_deadline < self.clock(o.chain_id) + self.safety_margin}
+            too_late = [order for order in orders if order.id in late]
+            orders = [order for order in orders if order.id not in late]
             claimed = self._claim_keys(session, orders) if self.shared else {}
             lines: dict[int, list[int]] = {}
             refunds: list[tuple[ShopOrder, str]] = [(order, WINDOW_TOO_SHORT) for order in too_late]
@@ -341,8 +342,10 @@ class DeliveryEngine:
                 delivery_notice(o, names[o.product_id], self.public_url, commitment="0x" + c.hex())
                 for o, c in delivered
             ]
-            settlements = [Settlement(o.id, order_terms(o), c) for o, c in delivered if o.id]
-            settlements += [Settlement(o.id, order_terms(o), None) for o, _ in refunds if o.id and o.payer]
+            settlements = [Settlement(o.id, o.chain_id, order_terms(o), c) for o, c in delivered if o.id]
+            settlements += [
+                Settlement(o.id, o.chain_id, order_terms(o), None) for o, _ in refunds if o.id and o.payer
+            ]
             sold: dict[int, int] = {}
             for order, _ in delivered:
                 sold[order.product_id] = sold.get(order.product_id, 0) + order.quantity

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlmodel import Session, func, select
 
-from liandong.chain.deployment import DeploymentRecord
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.services import catalogue
 from liandong.services.merchant_auth import create_merchant
@@ -23,8 +22,8 @@ from liandong.vault.service import Vault
 DEMO_MERCHANT = "merchant"
 KEYS_PER_PRODUCT = 200
 ONE_COIN = 10**18
-ONE_DOLLAR = 10**6
-"""The demo token (DUSD) has 6 decimals, like USDT and USDC."""
+DEMO_TOKENS = ("DUSD",)
+"""The demo deployment's token (`devtools/deploy.py`), 6 decimals like USDT and USDC."""
 
 
 @dataclass(frozen=True)
@@ -53,12 +52,12 @@ def _demo_keys(sku: str) -> bytes:
     return "\n".join(f"{sku}-{secrets.token_hex(8).upper()}" for _ in range(KEYS_PER_PRODUCT)).encode()
 
 
-def seed_demo_shop(engine: Engine, vault: Vault, record: DeploymentRecord) -> str | None:
+def seed_demo_shop(engine: Engine, vault: Vault, pricing: catalogue.Pricing) -> str | None:
     """Adds the demo catalogue and a merchant login to a shop that has neither; returns the login's
     generated password (shown once), or None when the shop already had a merchant."""
     with Session(engine) as session:
         if session.exec(select(func.count()).select_from(Product)).one() == 0:
-            _add_catalogue(session, vault, record)
+            _add_catalogue(session, vault, pricing)
         if session.exec(select(func.count()).select_from(Merchant)).one():
             return None
         password = secrets.token_urlsafe(12)
@@ -66,15 +65,18 @@ def seed_demo_shop(engine: Engine, vault: Vault, record: DeploymentRecord) -> st
         return password
 
 
-def _add_catalogue(session: Session, vault: Vault, record: DeploymentRecord) -> None:
+def _add_catalogue(session: Session, vault: Vault, pricing: catalogue.Pricing) -> None:
+    """Each product priced on every chain of the shop: in its coin, and in each demo token by
+    symbol ("14 DUSD"), which the shop resolves on each chain."""
     for demo in DEMO_PRODUCTS:
-        prices = [catalogue.PriceIn(token=NATIVE_COIN, amount=str(demo.native_price))]
-        prices += [
-            catalogue.PriceIn(token=token, amount=str(demo.dollar_price * ONE_DOLLAR))
-            for token in record.tokens.values()
+        prices = [
+            catalogue.PriceIn(chain_id=chain_id, token=NATIVE_COIN, amount=str(demo.native_price))
+            for chain_id in pricing.chains
         ]
+        prices += [catalogue.PriceIn(token=symbol, units=str(demo.dollar_price)) for symbol in DEMO_TOKENS]
         product = catalogue.create_product(
             session,
             catalogue.ProductIn(sku=demo.sku, name=demo.name, description=demo.description, prices=prices),
+            pricing,
         )
         import_keys(session, vault, product.id, f"{demo.sku}.txt", _demo_keys(demo.sku), "txt")

@@ -22,6 +22,9 @@ from liandong.chain.rpc import rpc_call
 # anvil's well-known dev accounts come from this mnemonic; never fund them on a real chain.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_CHAIN_ID = 31337
+"""anvil's default chain id: "Local chain A" in the profiles."""
+SECOND_DEV_CHAIN_ID = 31339
+"""The demo's second local chain: "Local chain B" in the profiles (no network uses the id)."""
 
 
 def free_port() -> int:
@@ -37,6 +40,7 @@ class Anvil:
 
     port: int = 0
     block_time: float | None = None
+    chain_id: int = DEV_CHAIN_ID
     state_file: Path | None = None
     """Chain state to load at start and save at stop, so a restarted node keeps its blocks."""
     extra_args: list[str] = field(default_factory=list)
@@ -55,7 +59,7 @@ class Anvil:
         if binary is None:
             raise FileNotFoundError("anvil is not on PATH: run `make setup` (it installs foundry from npm)")
         args = [binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent"]
-        args += ["--mnemonic", DEV_MNEMONIC, "--chain-id", str(DEV_CHAIN_ID)]
+        args += ["--mnemonic", DEV_MNEMONIC, "--chain-id", str(self.chain_id)]
         if self.block_time:
             args += ["--block-time", str(self.block_time)]
         if self.state_file is not None:

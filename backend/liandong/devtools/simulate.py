@@ -224,9 +224,27 @@ class NodeProcess:
 
 
 @dataclass
+class LocalChain:
+    """One more dev chain of a `LocalShop`: its anvil and the escrow deployed on it."""
+
+    anvil: Anvil
+    record: DeploymentRecord
+    record_path: Path
+
+    @functools.cached_property
+    def w3(self) -> Web3:
+        return Web3(Web3.HTTPProvider(self.anvil.http_url))
+
+    @property
+    def domain(self) -> EscrowDomain:
+        return EscrowDomain(self.record.chain_id, self.record.escrow)
+
+
+@dataclass
 class LocalShop:
-    """A shop on a dev chain driven from outside: its nodes run as child processes, its store is
-    opened directly. The tests, the benchmarks and `liandong simulate` use it."""
+    """A shop on dev chains driven from outside: its nodes run as child processes, its store is
+    opened directly. The tests, the benchmarks and `liandong simulate` use it. `anvil` and
+    `record` are the shop's first chain; `more_chains` the others one node serves with it."""
 
     anvil: Anvil
     record: DeploymentRecord
@@ -237,6 +255,7 @@ class LocalShop:
     """More LIANDONG_* settings for the node (channels, …)."""
     database_url: str | None = None
     """PostgreSQL for several nodes; unset: SQLite in `data_dir`."""
+    more_chains: list[LocalChain] = field(default_factory=list)
     api_port: int = field(default_factory=free_port)
     engine: Engine = field(init=False)
     nodes: list[NodeProcess] = field(init=False)
@@ -258,11 +277,30 @@ class LocalShop:
             "LIANDONG_SETTLEMENT_BATCH_INTERVAL": "0.1",
             "LIANDONG_STUCK_TRANSACTION_SECONDS": str(self.stuck_seconds),
             **({"LIANDONG_DATABASE_URL": self.database_url} if self.database_url else {}),
+            **({"LIANDONG_CHAINS": json.dumps(self._chain_settings())} if self.more_chains else {}),
             **self.extra_env,
         }
 
+    def _chain_settings(self) -> list[dict[str, str]]:
+        return [
+            {
+                "name": str(chain.record.chain_id),
+                "rpc_url": chain.anvil.http_url,
+                "deployment": str(chain.record_path),
+            }
+            for chain in self.more_chains
+        ]
+
     def settings(self) -> Settings:
         return Settings(data_dir=self.data_dir, database_url=self.database_url)
+
+    def chain(self, chain_id: int | None = None) -> LocalChain:
+        """The shop's chain `chain_id` (default: its first)."""
+        first = LocalChain(self.anvil, self.record, self.data_dir / "deployment.json")
+        for chain in [first, *self.more_chains]:
+            if chain_id is None or chain.record.chain_id == chain_id:
+                return chain
+        raise KeyError(f"the shop has no chain {chain_id}")
 
     def _node_process(self, log_path: Path, api_port: int) -> NodeProcess:
         return NodeProcess(self.env(), self.data_dir / "deployment.json", log_path, api_port)
@@ -298,7 +336,11 @@ class LocalShop:
             session.add(product)
             session.commit()
             assert product.id is not None
-            session.add(ProductPrice(product_id=product.id, token=NATIVE_COIN, amount=str(PRICE)))
+            for chain_id in [self.record.chain_id, *(chain.record.chain_id for chain in self.more_chains)]:
+                price = ProductPrice(
+                    product_id=product.id, chain_id=chain_id, token=NATIVE_COIN, amount=str(PRICE)
+                )
+                session.add(price)
             session.commit()
             if keys:
                 import_keys(session, self.vault, product.id, f"{sku}.txt", "\n".join(keys).encode(), "txt")
@@ -311,24 +353,29 @@ class LocalShop:
         *,
         buyer: str | None = None,
         delivery_window: int = DELIVERY_WINDOW_SECONDS,
+        chain_id: int | None = None,
     ) -> IssuedQuote:
-        """An order quoted in the store at the chain's time: for `buyer`, or open (anyone pays)."""
+        """An order quoted in the store at the chain's time: for `buyer`, or open (anyone pays);
+        on chain `chain_id` (default: the shop's first)."""
+        chain = self.chain(chain_id)
         with Session(self.engine) as session:
             return create_quote(
                 session,
-                self.domain,
+                chain.domain,
                 "0x" + bytes(dev_operator().key).hex(),
                 product_id=product_id,
                 quantity=quantity,
                 token=NATIVE_COIN,
                 buyer=buyer,
-                now=int(self.w3.eth.get_block("latest")["timestamp"]),
+                now=int(chain.w3.eth.get_block("latest")["timestamp"]),
                 delivery_window=delivery_window,
                 open_quote=buyer is None,
             )
 
-    def buyer(self, index: int) -> DevBuyer:
-        return DevBuyer(self.w3, self.record.escrow, dev_account(index), self.record.chain_id)
+    def buyer(self, index: int, chain_id: int | None = None) -> DevBuyer:
+        """Dev account `index` paying on chain `chain_id` (default: the shop's first)."""
+        chain = self.chain(chain_id)
+        return DevBuyer(chain.w3, chain.record.escrow, dev_account(index), chain.record.chain_id)
 
     def order(self, chain_order_id: str) -> ShopOrder:
         with Session(self.engine) as session:

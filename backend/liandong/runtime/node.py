@@ -1,13 +1,16 @@
 """The composition root: `assemble` builds one shop node's parts from the settings and the
 deployment record and wires them to each other; `Node.run` runs them until cancelled.
 
-One place wires them because the parts call each other back: the indexer hands confirmed orders
-to the delivery engine, which reads the chain's clock from the indexer and hands settlements to
-the sender (or, on a node that does not lead, to the leader through the cluster); the API reloads
-the engine's channels and asks the node for its health. Only this module knows every part, so
-`liandong up`, `liandong node` and the tests' in-process shop are built the same way: by
-`assemble`, a test giving by keyword what it prepared itself (a migrated database) and not
-calling `run` (it drives the API and the delivery engine by hand).
+One place wires them because the parts call each other back: each chain's indexer hands confirmed
+orders to the one delivery engine, which reads each chain's clock from its indexer and hands
+settlements to the node, which gives each to its chain's sender (or, on a node that does not
+lead, tells the leader through the cluster); the API reloads the engine's channels and asks the
+node for its health. A node serves several chains at once (`runtime/chains.py` resolves them):
+per chain a `ChainRuntime` with its own indexer, checkpoint, sender, nonces and operator key; the
+store, the vault, the delivery engine and the API are shared, and every order names its chain.
+Only this module knows every part, so `liandong up`, `liandong node` and the tests' in-process
+shop are built the same way: by `assemble`, a test giving by keyword what it prepared itself (a
+migrated database) and not calling `run` (it drives the API and the delivery engine by hand).
 
 `Node` is a dataclass of the parts, so that a caller can reach each one; the callbacks the parts
 are given (`settle`, `on_work`, `on_confirmed`, `chain_time`, the API's `channels_changed` and
@@ -31,23 +34,25 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from liandong.api.app import create_app, server_limits
-from liandong.api.deps import ShopContext
+from liandong.api.deps import ChainAccess, ShopContext
 from liandong.chain.deployment import DeploymentRecord
-from liandong.chain.indexer import ConfirmationPolicy, ConfirmedOrder, Indexer, IndexerStore
+from liandong.chain.indexer import ConfirmedOrder, Indexer, IndexerStore
+from liandong.chain.policy import policy_for
 from liandong.chain.quotes import EscrowDomain
 from liandong.chain.settlement import Settlement, SettlementSender
 from liandong.core.config import Settings
-from liandong.core.errors import InvalidError
 from liandong.delivery.engine import DeliveryEngine
 from liandong.delivery.registry import ChannelRouter
 from liandong.delivery.templates import TemplateBook
 from liandong.events import OrderEventHub
+from liandong.runtime.chains import ChainSetup, adopt_unassigned, chain_setups, pricing_of
 from liandong.runtime.cluster import CONFIRMED, SETTLE, Cluster, ClusterHub
 from liandong.runtime.operator import OperatorWatch, starting_key
 from liandong.services.alerts import AlertNotifier
+from liandong.services.catalogue import Pricing
 from liandong.store.db import open_shop_database
 from liandong.store.models import ChainCheckpoint
 from liandong.vault.crypto import load_keyring
@@ -61,13 +66,29 @@ REORG_WINDOW = 64
 
 
 @dataclass
+class ChainRuntime:
+    """What a node runs for one chain: its own indexer, settlement sender (own nonces) and watch
+    of the escrow's operator, with the operator key it signs with now."""
+
+    setup: ChainSetup
+    sender: SettlementSender
+    indexer: Indexer
+    operator_watch: OperatorWatch
+    operator_key: str
+
+    @property
+    def chain_id(self) -> int:
+        return self.setup.chain_id
+
+
+@dataclass
 class Node:
     """One shop node's parts, wired by `assemble`; `run` runs them until cancelled, and everything
     they do is resumed from the database by the next run."""
 
     settings: Settings
-    record: DeploymentRecord
-    operator_key: str
+    chains: dict[int, ChainRuntime]
+    """By chain id, the shop's first chain first."""
     engine: Engine
     vault: Vault
     hub: OrderEventHub
@@ -76,12 +97,10 @@ class Node:
     channels: ChannelRouter
     cluster: Cluster | None
     """None on SQLite: this node alone, always the leader."""
-    sender: SettlementSender
     delivery: DeliveryEngine
-    indexer: Indexer
+    pricing: Pricing
     node_id: str
     """host:pid:port, as the cluster's leader and the vault's acknowledgements name this node."""
-    operator_watch: OperatorWatch
     context: ShopContext = field(init=False)
     app: FastAPI = field(init=False)
 
@@ -91,8 +110,16 @@ class Node:
             engine=self.engine,
             vault=self.vault,
             hub=self.hub,
-            domain=EscrowDomain(self.record.chain_id, self.record.escrow),
-            operator_key=self.operator_key,
+            chains={
+                chain_id: ChainAccess(
+                    name=chain.setup.name,
+                    domain=EscrowDomain(chain_id, chain.setup.record.escrow),
+                    operator_key=chain.operator_key,
+                    rpc_url=chain.setup.rpc_urls[0],
+                )
+                for chain_id, chain in self.chains.items()
+            },
+            pricing=self.pricing,
             settle=self.settle,
             resend=self.delivery.notify,
             channels=self.channels,
@@ -102,24 +129,45 @@ class Node:
         )
         self.app = create_app(self.context)
 
+    @property
+    def first(self) -> ChainRuntime:
+        """The shop's first chain (its deployment record's)."""
+        return next(iter(self.chains.values()))
+
     def settle(self, settlements: Sequence[Settlement]) -> None:
-        """The leader's sender takes them; another node tells the leader at once to look them up
-        (its deliveries, and refunds asked for through its API: its own sender does not run)."""
+        """The leader's senders take them, each its chain's; another node tells the leader at once
+        to look them up (its deliveries, and refunds asked for through its API: its own senders do
+        not run)."""
         if self.cluster is None or self.cluster.leading:
-            self.sender.submit(settlements)
+            by_chain: dict[int, list[Settlement]] = {}
+            for settlement in settlements:
+                by_chain.setdefault(settlement.chain_id, []).append(settlement)
+            for chain_id, owed in by_chain.items():
+                chain = self.chains.get(chain_id)
+                if chain is None:
+                    log.error(
+                        "%d settlements are owed on chain %d, which this node does not serve",
+                        len(owed),
+                        chain_id,
+                    )
+                    continue
+                chain.sender.submit(owed)
         elif settlements:
             self.cluster.announce(SETTLE)
 
-    def use_operator_key(self, operator_key: str) -> None:
-        """The escrow names a new operator (see `runtime/operator.py`): quotes and settlements are
-        signed by its key from now on."""
-        self.operator_key = operator_key
-        self.context.operator_key = operator_key
-        self.sender.use_key(operator_key)
+    def use_operator_key(self, chain_id: int, operator_key: str) -> None:
+        """The escrow of `chain_id` names a new operator (see `runtime/operator.py`): that chain's
+        quotes and settlements are signed by its key from now on."""
+        chain = self.chains[chain_id]
+        chain.operator_key = operator_key
+        self.context.chains[chain_id].operator_key = operator_key
+        chain.sender.use_key(operator_key)
 
-    def chain_time(self) -> float:
-        """Unix time as the escrow judges deadlines: never behind the newest block's timestamp."""
-        return max(time.time(), self.indexer.head_time)
+    def chain_time(self, chain_id: int) -> float:
+        """Unix time as the escrow of `chain_id` judges deadlines: never behind its newest block."""
+        chain = self.chains.get(chain_id)
+        head_time = chain.indexer.head_time if chain is not None else 0.0
+        return max(time.time(), head_time)
 
     def on_work(self, work: str) -> None:
         """A `liandong_work` payload from the cluster."""
@@ -141,13 +189,28 @@ class Node:
 
     def health(self) -> dict[str, Any]:
         with Session(self.engine) as session:
-            checkpoint = session.get(ChainCheckpoint, self.record.chain_id)
+            checkpoints = {
+                checkpoint.chain_id: checkpoint.block_number
+                for checkpoint in session.exec(select(ChainCheckpoint)).all()
+            }
+        chains = [
+            {
+                "chain_id": chain_id,
+                "network": chain.setup.name,
+                "head_source": chain.indexer.mode,
+                "checkpoint": checkpoints.get(chain_id),
+                "operator": chain.operator_watch.address,
+            }
+            for chain_id, chain in self.chains.items()
+        ]
+        first = chains[0]
         return {
             "status": "ok",
             "leader": self.cluster is None or self.cluster.leading,
-            "head_source": self.indexer.mode,
-            "checkpoint": checkpoint.block_number if checkpoint else None,
-            "operator": self.operator_watch.address,
+            "head_source": first["head_source"],
+            "checkpoint": first["checkpoint"],
+            "operator": first["operator"],
+            "chains": chains,
             "queue": self.delivery.queue.qsize(),
         }
 
@@ -156,12 +219,14 @@ class Node:
         self.vault.acknowledge(self.engine, self.node_id)
 
     async def lead(self) -> None:
-        """What only one node runs: the chain's reader and the operator key's transactions."""
-        self.sender.recover()
+        """What only one node runs: each chain's reader and its operator key's transactions."""
+        for chain in self.chains.values():
+            chain.sender.recover()
         self.delivery.recover()
         async with asyncio.TaskGroup() as leader_tasks:
-            leader_tasks.create_task(self.indexer.run())
-            leader_tasks.create_task(self.sender.run())
+            for chain in self.chains.values():
+                leader_tasks.create_task(chain.indexer.run())
+                leader_tasks.create_task(chain.sender.run())
             leader_tasks.create_task(_every(self.settings.settlement_rescan_seconds, self.delivery.rescan))
             leader_tasks.create_task(AlertNotifier(self.engine, self.settings).run())
 
@@ -182,7 +247,8 @@ class Node:
             tasks.create_task(self.delivery.run())
             tasks.create_task(server.serve())
             tasks.create_task(_every(ACKNOWLEDGE_SECONDS, self.acknowledge_master_key))
-            tasks.create_task(self.operator_watch.run())
+            for chain in self.chains.values():
+                tasks.create_task(chain.operator_watch.run())
             if self.cluster is None:
                 tasks.create_task(self.lead())
             else:
@@ -190,16 +256,56 @@ class Node:
                 tasks.create_task(self.cluster.lead(self.lead))
 
 
+def _chain_runtime(
+    node: Callable[[], Node],
+    engine: Engine,
+    settings: Settings,
+    setup: ChainSetup,
+    hub: OrderEventHub,
+    cluster: Cluster | None,
+) -> ChainRuntime:
+    """One chain's parts; their callbacks reach the node (`node()`) once they are called."""
+    operator_key = starting_key(engine, settings, setup.record, setup.rpc_urls[0])
+    sender = SettlementSender(
+        engine,
+        setup.rpc_urls,
+        setup.chain_id,
+        setup.record.escrow,
+        operator_key,
+        batch_interval=settings.settlement_batch_interval,
+        batch_size=settings.settlement_batch_size,
+        stuck_seconds=settings.stuck_transaction_seconds,
+        fence=cluster.fence if cluster is not None else None,
+    )
+    policy = policy_for(settings, setup.chain_id, overrides=setup.confirmations)
+    indexer = Indexer(
+        IndexerStore(engine, setup.chain_id, policy, REORG_WINDOW, hub.publish),
+        setup.rpc_urls,
+        setup.ws_url,
+        setup.record.escrow,
+        setup.record.block_number,
+        lambda confirmed: node().on_confirmed(confirmed),
+    )
+    watch = OperatorWatch(
+        engine,
+        settings,
+        setup.record,
+        setup.rpc_urls[0],
+        operator_key,
+        lambda key: node().use_operator_key(setup.chain_id, key),
+    )
+    return ChainRuntime(setup, sender, indexer, watch, operator_key)
+
+
 def assemble(settings: Settings, record: DeploymentRecord, *, engine: Engine | None = None) -> Node:
-    """The node of `settings` for the escrow of `record`. `engine`: the settings' database, which
-    the caller migrated (a test's copy of one migrated once); by default it is migrated here."""
-    if settings.rpc_url is None:
-        raise InvalidError("a node needs LIANDONG_RPC_URL")
-    rpc_urls = list(dict.fromkeys([settings.rpc_url, *settings.rpc_urls]))
+    """The node of `settings` for the escrow of `record` (the shop's first chain) and those of
+    `settings.chains`. `engine`: the settings' database, which the caller migrated (a test's copy
+    of one migrated once); by default it is migrated here."""
+    setups = chain_setups(settings, record)
     database_url = settings.resolved_database_url
     if engine is None:
         engine = open_shop_database(settings)
-    operator_key = starting_key(engine, settings, record)
+    adopt_unassigned(engine, setups[0].chain_id)
     vault = Vault(load_keyring(settings), lambda: load_keyring(settings))
     shared = make_url(database_url).get_backend_name() == "postgresql"
     hub = ClusterHub(database_url) if shared else OrderEventHub()
@@ -220,17 +326,10 @@ def assemble(settings: Settings, record: DeploymentRecord, *, engine: Engine | N
         if isinstance(hub, ClusterHub)
         else None
     )
-    sender = SettlementSender(
-        engine,
-        rpc_urls,
-        record.chain_id,
-        record.escrow,
-        operator_key,
-        batch_interval=settings.settlement_batch_interval,
-        batch_size=settings.settlement_batch_size,
-        stuck_seconds=settings.stuck_transaction_seconds,
-        fence=cluster.fence if cluster is not None else None,
-    )
+    chains = {
+        setup.chain_id: _chain_runtime(lambda: node, engine, settings, setup, hub, cluster)
+        for setup in setups
+    }
     delivery = DeliveryEngine(
         engine,
         vault,
@@ -240,38 +339,20 @@ def assemble(settings: Settings, record: DeploymentRecord, *, engine: Engine | N
         public_url=settings.resolved_public_url,
         shared=shared,
         safety_margin=settings.delivery_safety_margin_seconds,
-        clock=lambda: node.chain_time(),
-    )
-    policy = ConfirmationPolicy(
-        settings.confirmations,
-        settings.large_order_confirmations,
-        {token.lower(): amount for token, amount in settings.large_order_thresholds.items()},
-    )
-    indexer = Indexer(
-        IndexerStore(engine, record.chain_id, policy, REORG_WINDOW, hub.publish),
-        rpc_urls,
-        settings.resolved_ws_url,
-        record.escrow,
-        record.block_number,
-        lambda confirmed: node.on_confirmed(confirmed),
+        clock=lambda chain_id: node.chain_time(chain_id),
     )
     node = Node(
         settings=settings,
-        record=record,
-        operator_key=operator_key,
+        chains=chains,
         engine=engine,
         vault=vault,
         hub=hub,
         templates=templates,
         channels=channels,
         cluster=cluster,
-        sender=sender,
         delivery=delivery,
-        indexer=indexer,
+        pricing=pricing_of(setups),
         node_id=node_id,
-        operator_watch=OperatorWatch(
-            engine, settings, record, operator_key, lambda key: node.use_operator_key(key)
-        ),
     )
     return node
 

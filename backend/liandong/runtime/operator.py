@@ -48,12 +48,12 @@ def key_of(engine: Engine, settings: Settings, chain_id: int, address: str) -> s
         return operator_keys.key_for(session, load_keyring(settings), chain_id, address)
 
 
-def starting_key(engine: Engine, settings: Settings, record: DeploymentRecord) -> str:
-    """The key a node starts with: the escrow's operator's when the node holds it, else the
-    configured one (the chain may be unreachable now; the watch corrects it later)."""
-    assert settings.rpc_url is not None
+def starting_key(engine: Engine, settings: Settings, record: DeploymentRecord, rpc_url: str) -> str:
+    """The key a node starts with on `record`'s chain (read through `rpc_url`): the escrow's
+    operator's when the node holds it, else the configured one (the chain may be unreachable now;
+    the watch corrects it later)."""
     try:
-        current = operator_on_chain(settings.rpc_url, record.escrow)
+        current = operator_on_chain(rpc_url, record.escrow)
     except (OSError, RuntimeError, ValueError) as error:  # unreachable, refused, not JSON-RPC
         log.warning("cannot read the escrow's operator (%s); starting with the configured key", error)
     else:
@@ -78,12 +78,14 @@ class OperatorWatch:
         engine: Engine,
         settings: Settings,
         record: DeploymentRecord,
+        rpc_url: str,
         current_key: str,
         on_switch: Callable[[str], None],
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.record = record
+        self.rpc_url = rpc_url
         self.address = str(Account.from_key(current_key).address)
         """The address this node signs as."""
         self.on_switch = on_switch
@@ -99,8 +101,7 @@ class OperatorWatch:
 
     def check(self) -> None:
         """One look at the escrow's operator; switches when it names a key this node holds."""
-        assert self.settings.rpc_url is not None
-        current = operator_on_chain(self.settings.rpc_url, self.record.escrow)
+        current = operator_on_chain(self.rpc_url, self.record.escrow)
         if current == self.address:
             return
         key = key_of(self.engine, self.settings, self.record.chain_id, current)

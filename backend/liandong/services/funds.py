@@ -125,21 +125,22 @@ def _settlement_lag(session: Session, settings: Settings) -> SettlementLag:
     )
 
 
-def read_funds(engine: Engine, settings: Settings, domain: EscrowDomain, operator_key: str) -> Funds:
-    """The Funds panel: the store is read first (and let go), then the chain at its head. Raises
-    an `UnavailableError` (`FundsUnavailableError`, `AuditError`) when the chain cannot be read."""
+def read_funds(
+    engine: Engine, settings: Settings, rpc_url: str, domain: EscrowDomain, operator_key: str
+) -> Funds:
+    """The Funds panel of one chain (its escrow `domain`, read through `rpc_url`): the store is
+    read first (and let go), then the chain at its head. Raises an `UnavailableError`
+    (`FundsUnavailableError`, `AuditError`) when the chain cannot be read."""
     operator = Account.from_key(operator_key).address
     with Session(engine) as session:
         from_block = history_start(session, domain.chain_id)
         lag = _settlement_lag(session, settings)
         status = session.get(OperatorStatus, (domain.chain_id, operator))
-    if settings.rpc_url is None:
-        raise FundsUnavailableError("the shop has no chain endpoint (LIANDONG_RPC_URL)")
-    with JsonRpc(settings.rpc_url, RPC_TIMEOUT) as rpc:
+    with JsonRpc(rpc_url, RPC_TIMEOUT) as rpc:
         report = books_at_head(rpc, domain.verifying_contract, from_block)
         if report.chain_id != domain.chain_id:
             raise FundsUnavailableError(
-                f"{settings.rpc_url} serves chain {report.chain_id}, the escrow is on {domain.chain_id}"
+                f"{rpc_url} serves chain {report.chain_id}, the escrow is on {domain.chain_id}"
             )
         gas = [("eth_getBalance", [operator, hex(report.to_block)]), ("eth_gasPrice", [])]
         balance, gas_price = (rpc_int(answer) for answer in rpc.batch(gas))

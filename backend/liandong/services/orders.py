@@ -16,7 +16,7 @@ import asyncio
 import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Self, TypeVar
 
@@ -41,6 +41,7 @@ class OrderFacts(BaseModel):
     """What every view of an order shows, to its buyer or its merchant."""
 
     order: str
+    chain_id: int
     status: OrderStatus
     product_id: int
     quantity: int
@@ -93,9 +94,18 @@ class IssuedQuote:
 
 
 @dataclass(frozen=True)
+class QuoteSigner:
+    """What signs the quotes of one chain: its escrow's domain and the operator key it names."""
+
+    domain: EscrowDomain
+    operator_key: str
+
+
+@dataclass(frozen=True)
 class QuoteAsk:
     """One quote asked for: what `create_quote` takes besides the store, the domain and the key."""
 
+    chain_id: int
     product_id: int
     quantity: int
     token: str
@@ -113,12 +123,16 @@ class _Terms:
     """The unit price in the asked token; None when the product has none in it."""
 
 
-def _terms(session: Session, product_id: int, token: str) -> _Terms | None:
-    """The product's listing and its price in `token`, in one query; None for no such product."""
+def _terms(session: Session, product_id: int, chain_id: int, token: str) -> _Terms | None:
+    """The product's listing and its price in `token` on `chain_id`, in one query; None for no
+    such product."""
+    priced = and_(
+        ProductPrice.product_id == Product.id, ProductPrice.chain_id == chain_id, ProductPrice.token == token
+    )
     row = session.exec(
         select(Product.active, ProductPrice.amount)
         .select_from(Product)
-        .outerjoin(ProductPrice, and_(ProductPrice.product_id == Product.id, ProductPrice.token == token))
+        .outerjoin(ProductPrice, priced)
         .where(Product.id == product_id)
     ).first()
     if row is None:
@@ -137,7 +151,9 @@ def _priced(ask: QuoteAsk, terms: _Terms | None, free: int) -> int:
     if free < ask.quantity:
         raise SoldOutError(f"product {ask.product_id} has fewer than {ask.quantity} keys left")
     if terms.price is None:
-        raise OrderError(f"product {ask.product_id} has no price in token {ask.token}")
+        raise OrderError(
+            f"product {ask.product_id} has no price in token {ask.token} on chain {ask.chain_id}"
+        )
     if ask.buyer is None and not ask.open_quote:
         raise BuyerRequiredError(
             "a quote names the wallet that pays it (buyer); ask for an open quote (open: true) to let "
@@ -154,30 +170,36 @@ def _priced(ask: QuoteAsk, terms: _Terms | None, free: int) -> int:
 
 def create_quotes(
     session: Session,
-    domain: EscrowDomain,
-    operator_key: str,
+    signers: Mapping[int, QuoteSigner],
     asks: Sequence[QuoteAsk],
     *,
     now: int | None = None,
 ) -> list[IssuedQuote | OrderError]:
     """Prices, signs and stores the orders of `asks` in one transaction: for each ask its quote, or
-    the `OrderError` that refuses it (as `create_quote` would raise it).
+    the `OrderError` that refuses it (as `create_quote` would raise it). `signers`: by chain id,
+    the chains the shop takes payments on; an ask for another chain is refused.
 
     Each product's terms and stock are read once for the batch. Keys are not held for quotes, so
     whether a product has `quantity` keys left is the same question for every ask of the batch:
     one count up to the largest quantity asked answers them all.
     """
     issued_at = int(time.time()) if now is None else now
-    terms: dict[tuple[int, str], _Terms | None] = {}
+    terms: dict[tuple[int, int, str], _Terms | None] = {}
     wanted: dict[int, int] = {}
     for ask in asks:
         wanted[ask.product_id] = max(wanted.get(ask.product_id, 0), ask.quantity)
-        if (ask.product_id, ask.token) not in terms:
-            terms[ask.product_id, ask.token] = _terms(session, ask.product_id, ask.token)
+        if (ask.product_id, ask.chain_id, ask.token) not in terms:
+            terms[ask.product_id, ask.chain_id, ask.token] = _terms(
+                session, ask.product_id, ask.chain_id, ask.token
+            )
     free: dict[int, int] = {}
     outcomes: list[IssuedQuote | OrderError] = []
     for ask in asks:
-        found = terms[ask.product_id, ask.token]
+        signer = signers.get(ask.chain_id)
+        if signer is None:
+            outcomes.append(OrderError(f"this shop takes no payments on chain {ask.chain_id}"))
+            continue
+        found = terms[ask.product_id, ask.chain_id, ask.token]
         if found is not None and found.active and ask.product_id not in free:
             free[ask.product_id] = _keys_left(session, ask.product_id, wanted[ask.product_id])
         try:
@@ -195,10 +217,11 @@ def create_quotes(
             expiry=issued_at + QUOTE_TTL_SECONDS,
             delivery_deadline=issued_at + QUOTE_TTL_SECONDS + ask.delivery_window,
         )
-        signature = sign_quote(quote, domain, operator_key)
+        signature = sign_quote(quote, signer.domain, signer.operator_key)
         access_token = secrets.token_urlsafe(24)
         order = ShopOrder(
             chain_order_id="0x" + quote.order_id.hex(),
+            chain_id=ask.chain_id,
             product_id=ask.product_id,
             quantity=ask.quantity,
             token=ask.token,
@@ -244,8 +267,10 @@ def create_quote(
     A product with fewer keys left than asked for is not quoted: a payment would only come back as a
     refund. Keys are not held for quotes, so a race for the last key still ends in a refund.
     """
-    ask = QuoteAsk(product_id, quantity, token, buyer, email, phone, delivery_window, open_quote)
-    [outcome] = create_quotes(session, domain, operator_key, [ask], now=now)
+    ask = QuoteAsk(
+        domain.chain_id, product_id, quantity, token, buyer, email, phone, delivery_window, open_quote
+    )
+    [outcome] = create_quotes(session, {domain.chain_id: QuoteSigner(domain, operator_key)}, [ask], now=now)
     if isinstance(outcome, OrderError):
         raise outcome
     return outcome
@@ -298,8 +323,8 @@ class Batched(Generic[Ask, Answer]):
 
 
 def issue_quotes(
-    engine: Engine, domain: EscrowDomain, operator_key: str, asks: list[QuoteAsk]
+    engine: Engine, signers: Mapping[int, QuoteSigner], asks: list[QuoteAsk]
 ) -> list[IssuedQuote | LiandongError]:
     """`create_quotes` in a session of its own: the API's batches of quotes."""
     with Session(engine) as session:
-        return list(create_quotes(session, domain, operator_key, asks))
+        return list(create_quotes(session, signers, asks))

@@ -57,12 +57,16 @@ class Product(SQLModel, table=True):
 
 
 class ProductPrice(SQLModel, table=True):
-    """The price of one unit of a product in one token (`0x0…0` for the native coin)."""
+    """The price of one unit of a product in one token (`0x0…0` for the native coin) on one chain."""
 
-    __table_args__ = (UniqueConstraint("product_id", "token"),)
+    __table_args__ = (
+        UniqueConstraint("product_id", "chain_id", "token", name="uq_productprice_chain_token"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     product_id: int = Field(foreign_key="product.id", index=True)
+    chain_id: int
+    """The chain the token is on (migration 0009)."""
     token: str = Field(max_length=42)
     amount: str = Field(max_length=80)
 
@@ -110,6 +114,9 @@ class ShopOrder(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     chain_order_id: str = Field(unique=True, index=True, max_length=66)
     """The escrow's `orderId` (bytes32, 0x-hex): how the chain and the shop name the order."""
+    chain_id: int = Field(index=True)
+    """The chain the order is quoted for and paid on (migration 0009): its quote is signed for that
+    chain's escrow, so no other chain's escrow accepts it."""
     product_id: int = Field(foreign_key="product.id", index=True)
     quantity: int
     token: str = Field(max_length=42)

@@ -34,7 +34,7 @@ def create_product(
     product: catalogue.ProductIn, context: Shop, _: ProductsWrite
 ) -> catalogue.MerchantProduct:
     with context.session() as session:
-        return catalogue.create_product(session, product)
+        return catalogue.create_product(session, product, context.pricing)
 
 
 @router.get("/products/{product_id}", responses={404: {}})
@@ -49,7 +49,7 @@ def edit_product(
 ) -> catalogue.MerchantProduct:
     """Edits, lists (`active: true`) or unlists a product; `prices` replaces all its prices."""
     with context.session() as session:
-        return catalogue.update_product(session, product_id, patch)
+        return catalogue.update_product(session, product_id, patch, context.pricing)
 
 
 @router.post(

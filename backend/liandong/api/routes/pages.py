@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from eth_abi.abi import decode
-from eth_abi.exceptions import DecodingError
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
@@ -26,7 +24,7 @@ from liandong import web
 from liandong.api.deps import Shop, ShopContext
 from liandong.chain.profiles import load_profiles
 from liandong.chain.quotes import NATIVE_COIN
-from liandong.chain.rpc import rpc_call
+from liandong.chain.tokens import TokenInfo, token_info
 from liandong.services import catalogue
 from liandong.store.models import ProductPrice
 from liandong.web.texts import TEXTS
@@ -41,19 +39,15 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 """The pages handle card keys in the clear: scripts, styles and connections only from the shop."""
-SYMBOL_CALL = "0x95d89b41"  # symbol()
-DECIMALS_CALL = "0x313ce567"  # decimals()
-
 OrderId = Annotated[str, PathParam(pattern=r"^0x[0-9a-fA-F]{64}$")]
 
-
-class TokenInfo(BaseModel):
-    symbol: str
-    decimals: int | None
-    """None when the token did not say: amounts are then shown in base units."""
+Tokens = dict[int, dict[str, TokenInfo]]
+"""By chain id, by token: what the pages show amounts in."""
 
 
 class PriceView(BaseModel):
+    chain_id: int
+    network: str
     token: str
     amount: str
     label: str
@@ -67,47 +61,9 @@ class ProductCard(BaseModel):
     prices: list[PriceView]
 
 
-_token_cache: dict[tuple[str, str], TokenInfo] = {}
-
-
 def static_files() -> StaticFiles:
     """The pages' scripts, styles and vendored libraries, mounted at /static."""
     return StaticFiles(directory=STATIC_DIR)
-
-
-def _erc20_info(rpc_url: str | None, token: str) -> TokenInfo:
-    """The token's symbol and decimals, read once from the chain. A token that does not answer
-    (no such contract, a bytes32 symbol, the chain unreachable) is named by its address, its
-    amounts left in base units, and asked again next time."""
-    cached = _token_cache.get((str(rpc_url), token))
-    if cached is not None:
-        return cached
-    unknown = TokenInfo(symbol=f"{token[:6]}…{token[-4:]}", decimals=None)
-    if rpc_url is None:
-        return unknown
-    try:
-        (symbol,) = decode(["string"], _call(rpc_url, token, SYMBOL_CALL))
-        (decimals,) = decode(["uint8"], _call(rpc_url, token, DECIMALS_CALL))
-    except (OSError, RuntimeError, ValueError, DecodingError):
-        return unknown
-    found = TokenInfo(symbol=symbol, decimals=decimals)
-    _token_cache[(rpc_url, token)] = found
-    return found
-
-
-def _call(rpc_url: str, to: str, data: str) -> bytes:
-    result = rpc_call(rpc_url, "eth_call", [{"to": to, "data": data}, "latest"], timeout=3)
-    return bytes.fromhex(str(result).removeprefix("0x"))
-
-
-def token_info(context: ShopContext, token: str) -> TokenInfo:
-    if token == NATIVE_COIN:
-        known = load_profiles().get(context.domain.chain_id)
-        native = known.native if known is not None else None
-        return TokenInfo(
-            symbol=native.symbol if native else "ETH", decimals=native.decimals if native else 18
-        )
-    return _erc20_info(context.settings.rpc_url, token)
 
 
 def format_units(amount: str, decimals: int | None) -> str:
@@ -119,19 +75,32 @@ def format_units(amount: str, decimals: int | None) -> str:
     return f"{whole:,}.{digits}" if digits else f"{whole:,}"
 
 
-def _known_tokens(context: ShopContext) -> dict[str, TokenInfo]:
-    """Every token a product is priced in, and the native coin: what the pages show amounts in."""
+def _known_tokens(context: ShopContext) -> Tokens:
+    """On each of the shop's chains, every token a product is priced in and the native coin."""
     with context.session() as session:
-        tokens = {NATIVE_COIN, *session.exec(select(ProductPrice.token).distinct())}
-    return {token: token_info(context, token) for token in sorted(tokens)}
+        priced = session.exec(select(ProductPrice.chain_id, ProductPrice.token).distinct()).all()
+    tokens: Tokens = {
+        chain_id: {NATIVE_COIN: token_info(chain_id, None, NATIVE_COIN)} for chain_id in context.chains
+    }
+    for chain_id, token in sorted(priced):
+        if chain_id in context.chains:
+            tokens[chain_id][token] = token_info(chain_id, context.chains[chain_id].rpc_url, token)
+    return tokens
 
 
-def _card(product: catalogue.ListedProduct, tokens: dict[str, TokenInfo]) -> ProductCard:
+def _card(product: catalogue.ListedProduct, context: ShopContext, tokens: Tokens) -> ProductCard:
     prices = []
     for price in product.prices:
-        info = tokens[price.token]
+        if price.chain_id not in tokens:  # a price on a chain this node no longer serves
+            continue
+        info = tokens[price.chain_id][price.token]
         label = f"{format_units(price.amount, info.decimals)} {info.symbol}"
-        prices.append(PriceView(token=price.token, amount=price.amount, label=label))
+        network = context.chains[price.chain_id].name
+        prices.append(
+            PriceView(
+                chain_id=price.chain_id, network=network, token=price.token, amount=price.amount, label=label
+            )
+        )
     return ProductCard(
         id=product.id, name=product.name, description=product.description, stock=product.stock, prices=prices
     )
@@ -139,7 +108,8 @@ def _card(product: catalogue.ListedProduct, tokens: dict[str, TokenInfo]) -> Pro
 
 def chain_view(chain_id: int, node_rpc: str | None) -> dict[str, Any]:
     """What the pages say of the shop's chain, from its profile: its name (never a bare chain id),
-    its block time (for the confirmations' ETA), explorer links, what a wallet that does not know
+    its block time (for the confirmations' ETA), its explorer's URL templates (`{hash}`, `{address}`)
+    for the links to a payment and the escrow, what a wallet that does not know
     the network is asked to add (EIP-3085: the profile's public RPC URLs, or for a local chain the
     node's own, `node_rpc`), and every profiled network's name, for a wallet on another one. A
     chain without a profile is named by its id and cannot be added."""
@@ -147,7 +117,14 @@ def chain_view(chain_id: int, node_rpc: str | None) -> dict[str, Any]:
     known = profiles.get(chain_id)
     names = {str(number): found.name for number, found in profiles.items()}
     if known is None:
-        return {"id": chain_id, "name": f"#{chain_id}", "blockTime": None, "add": None, "networks": names}
+        return {
+            "id": chain_id,
+            "name": f"#{chain_id}",
+            "blockTime": None,
+            "explorer": None,
+            "add": None,
+            "networks": names,
+        }
     rpc_urls = list(known.wallet_rpc) or ([node_rpc] if known.local and node_rpc else [])
     explorer = known.explorer
     add = {
@@ -165,6 +142,7 @@ def chain_view(chain_id: int, node_rpc: str | None) -> dict[str, Any]:
         "id": chain_id,
         "name": known.name,
         "blockTime": known.block_time,
+        "explorer": explorer.model_dump() if explorer is not None else None,
         "add": add if rpc_urls else None,
         "networks": names,
     }
@@ -179,17 +157,29 @@ def _page(
     request: Request,
     template: str,
     context: ShopContext,
-    tokens: dict[str, TokenInfo],
+    tokens: Tokens,
     products: list[ProductCard] | None = None,
     order_id: str | None = None,
 ) -> HTMLResponse:
-    """Renders a page with what its scripts need (chain, escrow, tokens, both languages' texts)
-    in a JSON block, so that no script has to be inline."""
+    """Renders a page with what its scripts need (the chains with their escrows and tokens, both
+    languages' texts) in a JSON block, so that no script has to be inline. `chainId`, `chain`,
+    `escrow` and `tokens` are the shop's first chain's; `chains` has every one, first first."""
+    first = context.default_chain
+
+    def chain_data(chain_id: int) -> dict[str, Any]:
+        access = context.chains[chain_id]
+        return {
+            **chain_view(chain_id, access.rpc_url),
+            "escrow": access.domain.verifying_contract,
+            "tokens": {token: info.model_dump() for token, info in tokens[chain_id].items()},
+        }
+
     data = {
-        "chainId": context.domain.chain_id,
-        "chain": chain_view(context.domain.chain_id, context.settings.rpc_url),
-        "escrow": context.domain.verifying_contract,
-        "tokens": {token: info.model_dump() for token, info in tokens.items()},
+        "chainId": first,
+        "chain": chain_view(first, context.chains[first].rpc_url),
+        "escrow": context.chains[first].domain.verifying_contract,
+        "tokens": {token: info.model_dump() for token, info in tokens[first].items()},
+        "chains": [chain_data(chain_id) for chain_id in context.chains],
         "texts": TEXTS,
         "orderId": order_id,
     }
@@ -204,7 +194,7 @@ def _page(
 def storefront(request: Request, context: Shop) -> HTMLResponse:
     tokens = _known_tokens(context)
     with context.session() as session:
-        products = [_card(product, tokens) for product in catalogue.storefront(session)]
+        products = [_card(product, context, tokens) for product in catalogue.storefront(session)]
     return _page(request, "shop.html", context, tokens, products=products)
 
 

@@ -39,13 +39,23 @@ OrderId = Annotated[
 ]
 
 
-class ShopInfo(BaseModel):
+class ChainInfo(BaseModel):
     chain_id: int
+    network: str = Field(description="The network's name, as its profile gives it.")
     escrow: str
+
+
+class ShopInfo(BaseModel):
+    chain_id: int = Field(description="The shop's first chain: quotes that name none are for it.")
+    escrow: str
+    chains: list[ChainInfo] = Field(description="Every chain the shop takes payments on.")
     name: str = "链动小铺 Liandong"
 
 
 class QuoteRequest(BaseModel):
+    chain_id: int | None = Field(
+        default=None, ge=1, description="The chain to pay on (see `GET /api/shop`); unset: the shop's first."
+    )
     product_id: int = Field(ge=1, le=MAX_ROW_ID)
     quantity: int = Field(default=1, ge=1, le=100)
     token: Address
@@ -120,7 +130,11 @@ class KeysRequest(BaseModel):
 @router.get("/shop")
 def shop_info(context: Shop) -> ShopInfo:
     """What a wallet needs to know to pay this shop."""
-    return ShopInfo(chain_id=context.domain.chain_id, escrow=context.domain.verifying_contract)
+    chains = [
+        ChainInfo(chain_id=chain_id, network=chain.name, escrow=chain.domain.verifying_contract)
+        for chain_id, chain in context.chains.items()
+    ]
+    return ShopInfo(chain_id=context.domain.chain_id, escrow=context.domain.verifying_contract, chains=chains)
 
 
 @router.get("/products")
@@ -142,8 +156,10 @@ def products(context: Shop) -> list[catalogue.ListedProduct]:
 async def quote(request: QuoteRequest, context: Shop) -> QuoteResponse:
     """Prices and signs an order: the wallet calls the escrow's `pay(quote, signature)` with it.
     Answered once the order's row is committed (with the quotes asked for at the same time)."""
+    chain_id = context.default_chain if request.chain_id is None else request.chain_id
     issued = await context.quotes(
         QuoteAsk(
+            chain_id=chain_id,
             product_id=request.product_id,
             quantity=request.quantity,
             token=request.token.lower(),
@@ -160,8 +176,8 @@ async def quote(request: QuoteRequest, context: Shop) -> QuoteResponse:
         access_token=issued.access_token,
         quote=QuoteTerms.model_validate(terms.to_json()),
         signature="0x" + issued.signature.hex(),
-        escrow=context.domain.verifying_contract,
-        chain_id=context.domain.chain_id,
+        escrow=context.chains[chain_id].domain.verifying_contract,
+        chain_id=chain_id,
         expires_at=terms.expiry,
         order_url=f"{context.settings.resolved_public_url}/orders/{issued.order.chain_order_id}",
     )

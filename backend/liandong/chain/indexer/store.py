@@ -9,8 +9,11 @@ also locks the row first): the indexer of a node that lost the lead and has not 
 write behind the new leader's back or move the checkpoint backwards; it gets `StaleCheckpointError`
 and reads the database again. Payments are written with one statement per kind for a whole run of
 blocks, so a block of a few hundred payments costs a few statements, not a few hundred. Order status
-changes are announced only once committed. The confirmation policy and what a confirmed order hands
-the delivery engine live here too: both are decided inside these transactions.
+changes are announced only once committed. What a confirmed order hands the delivery engine lives
+here too, and the confirmation policy (`liandong.chain.policy`) is applied here, inside these
+transactions: a block count against the head, a block tag (`safe`, `finalized`) against the tagged
+block the indexer read at this head, accepted only if it is on the chain this store follows (its
+hash is the one stored for its height), so a payment counts as under the tag only while canonical.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlmodel import Session, col, select
 
 from liandong.chain.escrow import EscrowEvent, OrderDelivered, OrderPaid
 from liandong.chain.indexer.heads import Header
+from liandong.chain.policy import ConfirmationPolicy, Requirement
 from liandong.events import OrderEvent
 from liandong.store.models import ChainBlock, ChainCheckpoint, OrderStatus, Payment, ShopOrder, utcnow
 
@@ -38,21 +42,6 @@ PAYMENT_REORGED = "payment reorged"
 class StaleCheckpointError(RuntimeError):
     """The checkpoint is no longer where this indexer left it (another node's indexer moved it):
     nothing was written; sync again from the checkpoint the database holds."""
-
-
-@dataclass(frozen=True)
-class ConfirmationPolicy:
-    """How many blocks must follow a payment before its keys go out, by the order's size."""
-
-    confirmations: int = 0
-    large_order_confirmations: int = 3
-    large_order_thresholds: dict[str, int] | None = None
-
-    def required(self, token: str, amount: int) -> int:
-        threshold = (self.large_order_thresholds or {}).get(token.lower())
-        if threshold is not None and amount >= threshold:
-            return max(self.confirmations, self.large_order_confirmations)
-        return self.confirmations
 
 
 @dataclass(frozen=True)
@@ -85,6 +74,9 @@ class IndexerStore:
         self._announcements: list[OrderEvent] = []
         self._awaiting_confirmations = True
         """Whether some order may still be waiting for confirmations (checked at start-up)."""
+        self._last_tagged: int | None = None
+        """The tagged block's number at the last committed `apply`: a tag's wait is told again only
+        when it moved."""
 
     def checkpoint(self) -> ChainCheckpoint | None:
         with Session(self.engine) as session:
@@ -127,17 +119,20 @@ class IndexerStore:
         after: int,
         upto: Header,
         head_number: int,
+        tagged: Header | None = None,
     ) -> list[ConfirmedOrder]:
         """Applies the events of the blocks after block `after` (the checkpoint) up to `upto` and
         moves the checkpoint there, in one transaction; `blocks` are the headers to remember for
-        reorg detection (near the head)."""
+        reorg detection (near the head). `tagged` is the block the policy's tag named at this
+        head (a tag policy's only; None: not known, so no order confirms by the tag)."""
         times = {block.number: block.timestamp for block in blocks}
         self._announcements = []  # what a failed earlier attempt noted never happened
         with Session(self.engine) as session:
             self._move_checkpoint(session, self.chain_id, after, upto)
             orders = self._orders_named(session, events)
             paid = [event for event in events if isinstance(event, OrderPaid)]
-            confirmed = self._record_payments(session, paid, orders, times, upto.timestamp)
+            reached = self._tag_reached(session, tagged, upto, blocks)
+            confirmed = self._record_payments(session, paid, orders, times, upto.timestamp, reached)
             connection = session.connection()
             for event in events:
                 order = orders.get("0x" + event.order_id.hex())
@@ -179,10 +174,56 @@ class IndexerStore:
                     )
                 )
             if self._awaiting_confirmations:
-                confirmed += self._confirm_due(session, min(head_number, upto.number))
+                confirmed += self._confirm_due(session, min(head_number, upto.number), reached)
             session.commit()
+        if reached is not None:
+            self._last_tagged = reached
         self._announce()
         return confirmed
+
+    def _tag_reached(
+        self, session: Session, tagged: Header | None, upto: Header, blocks: Sequence[Header]
+    ) -> int | None:
+        """The number of the policy's tagged block if payments up to it count as under the tag:
+        it must be a block this store has reached (`upto`) and, where the store still remembers
+        that height (near the head), the very block it followed. A provider's tag on a branch this
+        store has not rolled back from yet (or not reached) confirms nothing until the next head."""
+        if tagged is None or self.policy.tag is None:
+            return None
+        if tagged.number > upto.number:
+            return None  # the provider's tag is above what this transaction applies
+        followed = {block.number: block.hash for block in blocks}.get(tagged.number)
+        if followed is None:
+            if tagged.number == upto.number:
+                followed = upto.hash
+            else:
+                stored = session.get(ChainBlock, (self.chain_id, tagged.number))
+                followed = stored.hash if stored is not None else None
+        if followed is not None and followed != tagged.hash:
+            log.info(
+                "the %s block %s (%s) is not the one this indexer followed (%s): waiting",
+                self.policy.tag,
+                tagged.number,
+                tagged.hash,
+                followed,
+            )
+            return None
+        return tagged.number  # not remembered: deeper than the reorg window, final to this store
+
+    def _progress(
+        self, requirement: Requirement, depth: int, block: int, tagged: int | None
+    ) -> dict[str, Any]:
+        """What an order's event says about its wait: "n of N" blocks for a count; for a tag, the
+        tag and how many blocks the tagged block still is below the payment's (the page turns it
+        into seconds with the chain's block time), and the blocks on top a large order needs."""
+        if requirement.tag is None:
+            return {"confirmations": min(depth, requirement.blocks), "required": requirement.blocks}
+        details: dict[str, Any] = {"awaiting": requirement.tag}
+        if tagged is not None:
+            details["blocks_left"] = max(0, block - tagged)
+        if requirement.blocks:
+            details.update(confirmations=min(depth, requirement.blocks), required=requirement.blocks)
+        return details
 
     def _note(self, order: ShopOrder, status: OrderStatus, **details: Any) -> None:
         self._announcements.append(
@@ -304,6 +345,7 @@ class IndexerStore:
         orders: dict[str, ShopOrder],
         times: dict[int, int],
         default_time: int,
+        tagged: int | None,
     ) -> list[ConfirmedOrder]:
         """Records a block run's payments with one statement per kind, and marks their orders paid
         (or confirmed at once when they need no confirmations)."""
@@ -345,7 +387,7 @@ class IndexerStore:
                 log.error(
                     "payment for unknown order %s in tx %s: refunding", order_key, event.position.tx_hash
                 )
-                session.add(_unknown_order(event))
+                session.add(_unknown_order(event, self.chain_id))
                 continue
             if order.status != OrderStatus.QUOTED:
                 if order.fee_bps != event.fee_bps:  # re-included after a reorg at another fee
@@ -355,8 +397,8 @@ class IndexerStore:
                 continue
             assert order.id is not None
             priority = event.amount.bit_length() + (256 if event.buyer in returning else 0)
-            required = self.policy.required(order.token, int(order.amount))
-            confirm_now = required == 0
+            requirement = self.policy.required(order.token, int(order.amount))
+            confirm_now = requirement.immediate  # else `_confirm_due` decides, in this transaction
             self._note(
                 order,
                 OrderStatus.CONFIRMED if confirm_now else OrderStatus.PAID,
@@ -364,8 +406,7 @@ class IndexerStore:
                 amount=str(event.amount),
                 token=event.token,
                 tx_hash=event.position.tx_hash,
-                confirmations=0,
-                required=required,
+                **self._progress(requirement, 0, event.position.block_number, tagged),
             )
             order_updates.append(
                 {
@@ -404,23 +445,24 @@ class IndexerStore:
             )
         return confirmed
 
-    def _confirm_due(self, session: Session, head_number: int) -> list[ConfirmedOrder]:
+    def _confirm_due(self, session: Session, head_number: int, tagged: int | None) -> list[ConfirmedOrder]:
+        """Confirms the paid orders whose payments now meet the policy (each a conditional UPDATE
+        from PAID), and tells the others' pages how far along they are: a count's "n of N" at
+        each new block, a tag's wait each time the tagged block moved (or at once, when new)."""
         rows = session.exec(
             select(ShopOrder, Payment)
             .join(Payment, col(Payment.chain_order_id) == col(ShopOrder.chain_order_id))
             .where(ShopOrder.status == OrderStatus.PAID, Payment.chain_id == self.chain_id)
         ).all()
-        self._awaiting_confirmations = any(
-            head_number - payment.block_number < self.policy.required(order.token, int(order.amount))
-            for order, payment in rows
-        )
+        awaiting = False
         confirmed = []
         connection = session.connection()
+        tag_moved = tagged is not None and tagged != self._last_tagged
         for order, payment in rows:
-            required = self.policy.required(order.token, int(order.amount))
+            requirement = self.policy.required(order.token, int(order.amount))
             depth = head_number - payment.block_number
             status = order.status
-            if depth >= required:
+            if requirement.met(depth, payment.block_number, tagged):
                 marked = connection.execute(
                     update(ShopOrder)
                     .where(col(ShopOrder.id) == order.id, col(ShopOrder.status) == OrderStatus.PAID)
@@ -431,15 +473,23 @@ class IndexerStore:
                 status = OrderStatus.CONFIRMED
                 assert order.id is not None
                 confirmed.append(ConfirmedOrder(order.id, order.priority))
-            if depth > 0:  # at depth 0 the payment's own event said "paid, 0 of N"
-                self._note(order, status, confirmations=min(depth, required), required=required)
+            else:
+                awaiting = True
+            if requirement.tag is None:
+                told = depth > 0  # at depth 0 the payment's own event said "paid, 0 of N"
+            else:
+                told = status == OrderStatus.CONFIRMED or tag_moved or bool(requirement.blocks and depth > 0)
+            if told:
+                self._note(order, status, **self._progress(requirement, depth, payment.block_number, tagged))
+        self._awaiting_confirmations = awaiting
         return confirmed
 
 
-def _unknown_order(event: OrderPaid) -> ShopOrder:
+def _unknown_order(event: OrderPaid, chain_id: int) -> ShopOrder:
     """An order row for a payment the shop never quoted (e.g. a lost database), so it gets refunded."""
     return ShopOrder(
         chain_order_id="0x" + event.order_id.hex(),
+        chain_id=chain_id,
         product_id=event.product_id,
         quantity=event.quantity,
         token=event.token,

@@ -11,6 +11,10 @@ split in halves until each part is answered, never skipped, and the indexer reme
 span that worked, growing it back slowly (`LogSpan`). Throttling, failing and lagging providers are
 the pool's (`providers`): every read names the block it is about, so it goes only to a provider
 that has it. The head only ever grows here: a provider reporting an older head moves nothing back.
+
+Under a tag policy (`safe`, `finalized`) the indexer asks the pool for the tagged block
+(`eth_getBlockByNumber(tag)`) at each new head it syncs to and hands its header to the store, which
+confirms the payments at or under it if it is on the chain the store followed.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from liandong.chain.escrow import SETTLEMENT_TOPICS, decode_log
 from liandong.chain.indexer.heads import Header, HeadSource, PollingHeads, WebsocketHeads, safety_poll
 from liandong.chain.indexer.providers import ProviderPool
 from liandong.chain.indexer.store import ConfirmedOrder, IndexerStore, StaleCheckpointError
-from liandong.chain.indexer.transport import BlockUnavailableError, LogsLimitError
+from liandong.chain.indexer.transport import BlockUnavailableError, LogsLimitError, RpcError
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,7 @@ class Indexer:
         backfill_chunk: int = 2_000,
         poll_interval: float = 0.25,
         safety_poll_interval: float = 5.0,
+        block_time: float | None = None,
     ) -> None:
         self.store = store
         self.rpc = ProviderPool(rpc_urls)
@@ -88,7 +93,7 @@ class Indexer:
         self.log_span = LogSpan(backfill_chunk)
         self.poll_interval = poll_interval
         self.safety_poll_interval = safety_poll_interval
-        self.polling = PollingHeads(self.rpc, poll_interval)
+        self.polling = PollingHeads(self.rpc, poll_interval, block_time=block_time)
         self.heads: HeadSource = self.polling if ws_url is None else WebsocketHeads(ws_url, self.polling)
         self._headers: dict[int, Header] = {}
         self._head = -1
@@ -178,11 +183,14 @@ class Indexer:
             self._tip_suspect = False
             position, position_hash = await self._check_tip(position, position_hash)
             self._position, self._position_hash = position, position_hash
+        tagged, tagged_at = None, -1
         while position < self._head:
             head = self._head
+            if head != tagged_at:  # each new head: where the policy's tag is now
+                tagged, tagged_at = await self._tagged(), head
             if head - position > self.store.reorg_window:
                 upto = min(position + self.backfill_chunk, head - self.store.reorg_window)
-                await self._apply_range(position, upto, head)
+                await self._apply_range(position, upto, head, tagged)
                 position = upto
                 position_hash = (await self.header(upto)).hash
                 self._position, self._position_hash = position, position_hash
@@ -203,7 +211,7 @@ class Indexer:
                 for number in raced:
                     self._headers.pop(number, None)
                 continue
-            self._apply(logs, position, headers, head)
+            self._apply(logs, position, headers, head, tagged)
             position, position_hash = headers[-1].number, headers[-1].hash
             self._position, self._position_hash = position, position_hash
 
@@ -212,6 +220,19 @@ class Indexer:
         if block is None:
             raise BlockUnavailableError(f"no provider has block {number} yet")
         return Header.from_rpc(block)
+
+    async def _tagged(self) -> Header | None:
+        """The block the store's policy tag names now (None for a block-count policy, or when the
+        provider has none or refuses the tag: then nothing confirms by the tag this round)."""
+        tag = self.store.policy.tag
+        if tag is None:
+            return None
+        try:
+            block = await self.rpc.call("eth_getBlockByNumber", [tag, False])
+        except RpcError as refused:
+            log.warning("eth_getBlockByNumber(%r) refused: %s; no order confirms by it now", tag, refused)
+            return None
+        return None if block is None else Header.from_rpc(block)
 
     async def _logs(self, first: int, last: int) -> list[dict[str, Any]]:
         """The escrow's settlement logs in blocks `first`..`last`, as the node sends them: web3's
@@ -273,15 +294,17 @@ class Indexer:
             parent_hash = header.hash
         return linked
 
-    async def _apply_range(self, after: int, last: int, head: int) -> None:
+    async def _apply_range(self, after: int, last: int, head: int, tagged: Header | None) -> None:
         logs = await self._logs(after + 1, last)
         upto = await self.header(last)
         events = [event for event in map(decode_log, logs) if event is not None]
-        self._deliver_confirmed(self.store.apply(events, [], after, upto, head))
+        self._deliver_confirmed(self.store.apply(events, [], after, upto, head, tagged))
 
-    def _apply(self, logs: Sequence[Any], after: int, headers: Sequence[Header], head: int) -> None:
+    def _apply(
+        self, logs: Sequence[Any], after: int, headers: Sequence[Header], head: int, tagged: Header | None
+    ) -> None:
         events = [event for event in map(decode_log, logs) if event is not None]
-        self._deliver_confirmed(self.store.apply(events, headers, after, headers[-1], head))
+        self._deliver_confirmed(self.store.apply(events, headers, after, headers[-1], head, tagged))
 
     def _deliver_confirmed(self, confirmed: list[ConfirmedOrder]) -> None:
         if confirmed:
