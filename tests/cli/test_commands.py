@@ -43,6 +43,12 @@ def test_the_merchant_commands_and_a_refund_sent_by_the_running_node(
     refused = run(env, "products", "add", "CLI-2", "no price", "--price", "native=-1")
     assert refused.returncode == 1
     assert "invalid product" in refused.stderr
+    by_symbol = run(env, "products", "add", "CLI-3", "by symbol", "--price", "DUSD=2.5")
+    assert by_symbol.returncode == 0, by_symbol.stderr
+    assert re.search(r"CLI-3 .* 2500000 DUSD", run(env, "products", "list").stdout)  # 6 decimals
+    unknown = run(env, "products", "add", "CLI-4", "unknown token", "--price", "Base:USDC=1")
+    assert unknown.returncode == 1
+    assert "the shop knows no USDC on chain 8453" in unknown.stderr
 
     bad = tmp_path / "bad.txt"
     bad.write_text("NEW-1\nNEW-2\nNEW-\x073\n")

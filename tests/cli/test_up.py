@@ -67,7 +67,18 @@ def test_up_serves_the_demo_shop_delivers_simulated_orders_and_resumes_after_sig
         assert api.get("/healthz").json()["status"] == "ok"
         products = api.get("/api/products").json()
         assert len(products) == 3
-        assert all(p["stock"] == "in_stock" and len(p["prices"]) == 2 for p in products)
+        assert all(p["stock"] == "in_stock" for p in products)
+        # In its coin and in DUSD on each of the two local chains, one node serving both.
+        assert all(
+            sorted(price["chain_id"] for price in p["prices"]) == [31337, 31337, 31339, 31339]
+            for p in products
+        )
+        shop_info = api.get("/api/shop").json()
+        assert [(c["chain_id"], c["network"]) for c in shop_info["chains"]] == [
+            (31337, "Local chain A"),
+            (31339, "Local chain B"),
+        ]
+        assert "Local chain B" in printed
         login = api.post("/api/merchant/login", json={"username": "merchant", "password": password.group(1)})
         assert login.status_code == 200
 
