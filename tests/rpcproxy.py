@@ -17,9 +17,16 @@ does wrong is set at run time through `faults` (a `Faults`, read on every reques
 - slow: every answer held back `stall` seconds (a provider that times out);
 - dead: the listening socket closed, so connections are refused, until `revive()`.
 
-WebSocket is not proxied: an upgrade gets 405, so a node pointed here follows heads by polling.
-`stats` counts what was served and refused; `logs_served` lists every `eth_getLogs` range answered,
-so a test can check the indexer read every block.
+WebSocket is proxied only when the proxy is given a `ws_upstream` (its `ws_url` then forwards every
+message both ways, one upstream socket per client socket); without one an upgrade gets 405, so a
+node pointed here follows heads by polling. Its fault:
+
+- dropped: every `ws_drop_every` seconds every client socket is closed, in turn with a close frame
+  (1001 "going away", as a provider restarting) and by resetting the TCP connection (1006).
+
+`stats` counts what was served and refused (the WebSocket's requests by method too, its
+connections, drops and notifications); `logs_served` lists every `eth_getLogs` range answered, so a
+test can check the indexer read every block.
 """
 
 from __future__ import annotations
@@ -77,6 +84,8 @@ class Faults:
     """Seconds every answer is held back."""
     methods: frozenset[str] | None = None
     """Throttling and server errors only for these methods (None: every method)."""
+    ws_drop_every: float | None = None
+    """Seconds between two drops of every client WebSocket (None: never)."""
 
 
 @dataclass
@@ -91,15 +100,21 @@ class ProxyStats:
     """The logs of each answered `eth_getLogs`, in the order of `logs_served`."""
     beyond_head: int = 0
     """Requests for blocks above the lagging head (`eth_getBlockByNumber`, `eth_getLogs`)."""
+    ws_connections: int = 0
+    ws_dropped: int = 0
+    ws_notifications: int = 0
+    """Subscription messages (`eth_subscription`) passed on to clients."""
 
 
 class RpcProxy:
     """The proxy; `start()` and `stop()` it (the test does, in a fixture)."""
 
-    def __init__(self, upstream: str, *, seed: int = 14) -> None:
+    def __init__(self, upstream: str, *, ws_upstream: str | None = None, seed: int = 14) -> None:
         self.upstream = upstream
+        self.ws_upstream = ws_upstream
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.faults = Faults()
         self.stats = ProxyStats()
         self._chance = random.Random(seed)  # noqa: S311 - fault timing, seeded to replay
@@ -111,6 +126,9 @@ class RpcProxy:
         self._session: aiohttp.ClientSession | None = None
         self._served_heads: list[int] = []
         self._rotation = 0
+        self._sockets: dict[web.WebSocketResponse, web.Request] = {}
+        """The client sockets open now, each with the request it was upgraded from."""
+        self._dropper: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- control
 
@@ -145,6 +163,9 @@ class RpcProxy:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/", self._handle)
+        if self.ws_upstream is not None:
+            app.router.add_get("/", self._websocket)
+            self._dropper = asyncio.create_task(self._drop_sockets())
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await self._open_site()
@@ -161,6 +182,10 @@ class RpcProxy:
             self._site = None
 
     async def _shutdown(self) -> None:
+        if self._dropper is not None:
+            self._dropper.cancel()
+        for socket in list(self._sockets):
+            await socket.close()
         await self._close_site()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -270,3 +295,67 @@ class RpcProxy:
             self.stats.logs_served.append((first, last))
             self.stats.logs_sizes.append(found if isinstance(found, list) else [])
         return 200, answer
+
+    # -------------------------------------------------------------- WebSocket
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        """One client socket, forwarded message by message to its own upstream socket."""
+        assert self._session is not None
+        assert self.ws_upstream is not None
+        client = web.WebSocketResponse(max_msg_size=0)
+        await client.prepare(request)
+        self.stats.ws_connections += 1
+        self._sockets[client] = request
+        try:
+            async with self._session.ws_connect(self.ws_upstream, max_msg_size=0) as upstream:
+                pumps = [
+                    asyncio.create_task(self._to_upstream(client, upstream)),
+                    asyncio.create_task(self._to_client(upstream, client)),
+                ]
+                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+                for pump in pumps:
+                    pump.cancel()
+                await asyncio.gather(*pumps, return_exceptions=True)
+        finally:
+            self._sockets.pop(client, None)
+            await client.close()
+        return client
+
+    async def _to_upstream(
+        self, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse
+    ) -> None:
+        async for message in client:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            calls = json.loads(message.data)
+            for call in calls if isinstance(calls, list) else [calls]:
+                self.stats.requests[call.get("method", "?")] += 1
+            await upstream.send_str(message.data)
+
+    async def _to_client(
+        self, upstream: aiohttp.ClientWebSocketResponse, client: web.WebSocketResponse
+    ) -> None:
+        async for message in upstream:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            if '"eth_subscription"' in message.data:
+                self.stats.ws_notifications += 1
+            await client.send_str(message.data)
+
+    async def _drop_sockets(self) -> None:
+        """Every `faults.ws_drop_every` seconds, every client socket closed: a close frame and a
+        reset TCP connection in turn."""
+        drops = 0
+        while True:
+            every = self.faults.ws_drop_every
+            await asyncio.sleep(every if every is not None else 0.1)
+            if every is None or self.faults.ws_drop_every is None:
+                continue
+            for socket, request in list(self._sockets.items()):
+                self.stats.ws_dropped += 1
+                drops += 1
+                self._sockets.pop(socket, None)
+                if drops % 2:
+                    await socket.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"going away")
+                elif request.transport is not None:
+                    request.transport.abort()

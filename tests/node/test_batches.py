@@ -43,7 +43,7 @@ def _settlements(shop: LocalShop, ids: list[int]) -> list[Settlement]:
     with Session(shop.engine) as session:
         orders = [session.get(ShopOrder, order_id) for order_id in ids]
         return [
-            Settlement(o.id, order_terms(o), bytes.fromhex((o.commitment or "")[2:]))
+            Settlement(o.id, o.chain_id, order_terms(o), bytes.fromhex((o.commitment or "")[2:]))
             for o in orders
             if o is not None and o.id is not None
         ]
@@ -95,6 +95,7 @@ def test_only_what_the_receipt_shows_is_marked_settled(shop_factory: Any) -> Non
 
     ghost = Settlement(
         unpaid.order.id,
+        unpaid.order.chain_id,
         OrderTerms(
             bytes.fromhex(unpaid.order.chain_order_id[2:]), dev_operator().address, unpaid.quote.token, 1, 1
         ),

@@ -86,6 +86,8 @@ def test_one_node_pays_delivers_and_settles_on_three_chains_and_a_reorg_on_one_s
         (31339, "Local chain B"),
         (31341, "Chain 31341"),
     ]
+    # Each chain's providers by host alone: a provider URL's path or query often holds its API key.
+    assert all(c["providers"][0]["host"] == "127.0.0.1" for c in health["chains"])
     paid = _pay_on_every_chain(shop, product, per_chain=3)
     everything = [key for keys in paid.values() for key in keys]
     shop.wait_for(lambda: _settled(shop, everything), 60, "every order delivered and settled")

@@ -1,11 +1,14 @@
 """RPC realities through a real fault-injecting proxy (`tests/rpcproxy.py`) in front of real anvil.
 
 The node reads the chain only through proxies (its `LIANDONG_RPC_URL`, and `LIANDONG_RPC_URLS`
-when a test gives it several providers; the proxy refuses the WebSocket upgrade, so it polls),
-while the buyers pay straight into anvil. Each test then checks that nothing was missed and nothing
+when a test gives it several providers; the proxy refuses the WebSocket upgrade, so it polls,
+unless the test asks for a proxied WebSocket, its `LIANDONG_WS_URL`), while the buyers pay straight
+into anvil. Each test then checks that nothing was missed and nothing
 happened twice: every paid order delivered once, one Payment row per payment, one `OrderDelivered`
 log per order, and the indexer's `eth_getLogs` answers (from all its providers) covering every
-block from the deployment on.
+block from the deployment on. One test follows heads alone, with the indexer's `PollingHeads`,
+on a chain with 1 s blocks: paced by the block time, it sees each block soon after anvil announces
+it, at a few polls a second.
 """
 
 from __future__ import annotations
@@ -36,16 +39,23 @@ ProxiedShop = Callable[..., tuple[LocalShop, list[RpcProxy]]]
 @pytest.fixture
 def proxied_shop(shop_factory: Any) -> Iterator[ProxiedShop]:
     """A shop whose node reads anvil through `providers` fresh proxies, in that order (all stopped
-    after the test); `options` go to `shop_factory`."""
+    after the test), and follows its heads over the first one's WebSocket when `websocket`;
+    `options` go to `shop_factory`."""
     started: list[RpcProxy] = []
 
-    def make(providers: int = 1, **options: Any) -> tuple[LocalShop, list[RpcProxy]]:
+    def make(providers: int = 1, websocket: bool = False, **options: Any) -> tuple[LocalShop, list[RpcProxy]]:
         shop: LocalShop = shop_factory(**options)
-        proxies = [RpcProxy(shop.anvil.http_url, seed=14 + n).start() for n in range(providers)]
+        ws_upstream = shop.anvil.ws_url if websocket else None
+        proxies = [
+            RpcProxy(shop.anvil.http_url, ws_upstream=ws_upstream, seed=14 + n).start()
+            for n in range(providers)
+        ]
         started.extend(proxies)
         for node in shop.nodes:
             node.env["LIANDONG_RPC_URL"] = proxies[0].url
             node.env["LIANDONG_RPC_URLS"] = json.dumps([proxy.url for proxy in proxies[1:]])
+            if websocket:
+                node.env["LIANDONG_WS_URL"] = proxies[0].ws_url
         return shop, proxies
 
     yield make
@@ -266,3 +276,24 @@ def test_heads_going_backwards_or_repeating_move_nothing_back(
         watcher.join(timeout=5)
     assert seen
     assert seen == sorted(seen)  # the checkpoint never went back
+
+
+def test_a_websocket_dropped_every_2_s_while_payments_flow_misses_nothing_and_repeats_nothing(
+    proxied_shop: ProxiedShop,
+) -> None:
+    shop, (proxy,) = proxied_shop(websocket=True)
+    product = shop.add_product("dropped", [f"W-{n:03}" for n in range(80)])
+    proxy.faults.ws_drop_every = 2.0  # a close frame, then a reset connection, and so on
+    shop.start()
+    quotes: list[IssuedQuote] = []
+    started = time.monotonic()
+    while time.monotonic() - started < 11 and len(quotes) < 80:  # a payment (a block) every ~0.3 s
+        quotes += _pay(shop, product, 1)
+        time.sleep(0.2)
+    _assert_each_once(shop, [proxy], quotes, timeout=60)
+    stats = proxy.stats
+    print(f"{len(quotes)} orders, {stats.ws_dropped} drops, {stats.requests['eth_subscribe']} subscriptions")
+    assert len(quotes) >= 20
+    assert proxy.stats.ws_dropped >= 5
+    assert proxy.stats.requests["eth_subscribe"] > proxy.stats.ws_dropped  # resubscribed after each
+    assert proxy.stats.ws_notifications >= len(quotes) // 2  # heads came mostly over the socket

@@ -42,7 +42,7 @@ def _paid_settlement(shop: LocalShop, sku: str) -> Settlement:
         issued.quote.amount,
         issued.quote.delivery_deadline,
     )
-    return Settlement(issued.order.id, terms, bytes(32))
+    return Settlement(issued.order.id, issued.order.chain_id, terms, bytes(32))
 
 
 def test_an_order_submitted_again_while_its_batch_is_being_sent_is_sent_once(shop_factory: Any) -> None:

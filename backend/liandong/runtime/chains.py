@@ -26,6 +26,9 @@ from liandong.core.errors import InvalidError
 from liandong.services.catalogue import Pricing, TokenRef
 from liandong.store.models import ProductPrice, ShopOrder
 
+DEFAULT_LOGS_BLOCK_RANGE = 2_000
+"""For a chain without a profile: what most providers answer."""
+
 UNASSIGNED_CHAIN = 0
 """The chain of rows written before migration 0009: no network uses it."""
 
@@ -54,6 +57,11 @@ class ChainSetup:
     @property
     def block_time(self) -> float | None:
         return self.profile.block_time if self.profile else None
+
+    @property
+    def logs_block_range(self) -> int:
+        """The `eth_getLogs` range the indexer starts with (it shrinks it when a provider refuses)."""
+        return self.profile.logs_block_range if self.profile else DEFAULT_LOGS_BLOCK_RANGE
 
 
 def chain_id_named(name: str) -> int:

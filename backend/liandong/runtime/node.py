@@ -200,6 +200,7 @@ class Node:
                 "head_source": chain.indexer.mode,
                 "checkpoint": checkpoints.get(chain_id),
                 "operator": chain.operator_watch.address,
+                "providers": chain.indexer.rpc.health(),
             }
             for chain_id, chain in self.chains.items()
         ]
@@ -265,7 +266,7 @@ def _chain_runtime(
     cluster: Cluster | None,
 ) -> ChainRuntime:
     """One chain's parts; their callbacks reach the node (`node()`) once they are called."""
-    operator_key = starting_key(engine, settings, setup.record, setup.rpc_urls[0])
+    operator_key = starting_key(engine, settings, setup.record, setup.rpc_urls)
     sender = SettlementSender(
         engine,
         setup.rpc_urls,
@@ -285,12 +286,14 @@ def _chain_runtime(
         setup.record.escrow,
         setup.record.block_number,
         lambda confirmed: node().on_confirmed(confirmed),
+        backfill_chunk=setup.logs_block_range,
+        block_time=setup.block_time,  # HTTP head polls paced to the chain's blocks
     )
     watch = OperatorWatch(
         engine,
         settings,
         setup.record,
-        setup.rpc_urls[0],
+        setup.rpc_urls,
         operator_key,
         lambda key: node().use_operator_key(setup.chain_id, key),
     )

@@ -9,7 +9,9 @@ its sender at once, without a restart. Quotes signed by the old key stop verifyi
 the escrow checks a quote against the operator of the moment it is paid, so a buyer holding one is
 refused by the escrow (nothing is taken) and asks for a new quote. An address the node holds no key
 for (the operator revoked, or set to a key the shop does not hold) is logged as an alert, and the
-node keeps the key it has, whose quotes and settlements the escrow now refuses.
+node keeps the key it has, whose quotes and settlements the escrow now refuses. A node serving
+several chains runs one watch per chain (each escrow names its own operator), reading through the
+chain's endpoints in turn, so one dead URL does not blind it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ def operator_on_chain(rpc_url: str, escrow: str) -> str:
     return decode_address(bytes.fromhex(str(result).removeprefix("0x")))
 
 
+def operator_on_any(rpc_urls: list[str], escrow: str) -> str:
+    """`operator_on_chain` through the first of the chain's endpoints that answers."""
+    failure: Exception = ValueError("no endpoint")
+    for rpc_url in rpc_urls:
+        try:
+            return operator_on_chain(rpc_url, escrow)
+        except (OSError, RuntimeError, ValueError) as error:  # unreachable, refused, not JSON-RPC
+            failure = error
+    raise failure
+
+
 def key_of(engine: Engine, settings: Settings, chain_id: int, address: str) -> str | None:
     """The private key of `address`: the configured one, or the keystore's."""
     configured = settings.operator_key.get_secret_value() if settings.operator_key else None
@@ -48,12 +61,12 @@ def key_of(engine: Engine, settings: Settings, chain_id: int, address: str) -> s
         return operator_keys.key_for(session, load_keyring(settings), chain_id, address)
 
 
-def starting_key(engine: Engine, settings: Settings, record: DeploymentRecord, rpc_url: str) -> str:
-    """The key a node starts with on `record`'s chain (read through `rpc_url`): the escrow's
-    operator's when the node holds it, else the configured one (the chain may be unreachable now;
-    the watch corrects it later)."""
+def starting_key(engine: Engine, settings: Settings, record: DeploymentRecord, rpc_urls: list[str]) -> str:
+    """The key a node starts with on `record`'s chain (read through the first of `rpc_urls` that
+    answers): the escrow's operator's when the node holds it, else the configured one (the chain
+    may be unreachable now; the watch corrects it later)."""
     try:
-        current = operator_on_chain(rpc_url, record.escrow)
+        current = operator_on_any(rpc_urls, record.escrow)
     except (OSError, RuntimeError, ValueError) as error:  # unreachable, refused, not JSON-RPC
         log.warning("cannot read the escrow's operator (%s); starting with the configured key", error)
     else:
@@ -78,14 +91,14 @@ class OperatorWatch:
         engine: Engine,
         settings: Settings,
         record: DeploymentRecord,
-        rpc_url: str,
+        rpc_urls: list[str],
         current_key: str,
         on_switch: Callable[[str], None],
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.record = record
-        self.rpc_url = rpc_url
+        self.rpc_urls = rpc_urls
         self.address = str(Account.from_key(current_key).address)
         """The address this node signs as."""
         self.on_switch = on_switch
@@ -101,7 +114,7 @@ class OperatorWatch:
 
     def check(self) -> None:
         """One look at the escrow's operator; switches when it names a key this node holds."""
-        current = operator_on_chain(self.rpc_url, self.record.escrow)
+        current = operator_on_any(self.rpc_urls, self.record.escrow)
         if current == self.address:
             return
         key = key_of(self.engine, self.settings, self.record.chain_id, current)

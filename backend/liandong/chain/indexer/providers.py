@@ -30,6 +30,7 @@ import random
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from web3.providers.async_base import AsyncJSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
@@ -104,6 +105,21 @@ class ProviderPool:
     def lagging(self, provider: Provider) -> bool:
         best = self.best_head
         return provider.head is not None and best is not None and provider.head < best - self.lag_limit
+
+    def health(self) -> list[dict[str, Any]]:
+        """What the pool knows of each provider, for `/healthz`: its host only (a provider's URL
+        often carries its API key in the path or the query), score, rest, head, lag."""
+        now = time.monotonic()
+        return [
+            {
+                "host": urlsplit(provider.url).hostname or "?",
+                "score": round(provider.score, 3),
+                "resting": provider.resting_until > now,
+                "head": provider.head,
+                "lagging": self.lagging(provider),
+            }
+            for provider in self.providers
+        ]
 
     async def head(self) -> int:
         """The highest head the providers not resting report now (each is asked once)."""

@@ -146,6 +146,10 @@ class RpcTransport:
             AsyncHTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
         )
 
+    async def close(self) -> None:
+        """Closes its HTTP sessions (a node never needs to: they last as long as the process)."""
+        await self.w3.provider.disconnect()
+
     async def send(self, method: str, params: list[Any]) -> RPCResponse:
         """The node's answer, which may carry an error retrying does not cure (`result_of` raises
         it); `TransientRpcError` when throttled or failing, `LogsLimitError` for an HTTP 413."""
