@@ -4,13 +4,14 @@ never moves the checkpoint backwards."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 
 import pytest
 from liandong.chain.indexer import ConfirmationPolicy, Header, IndexerStore
 from liandong.chain.indexer.store import StaleCheckpointError
 from liandong.store.db import make_engine, migrate
-from liandong.store.models import ChainBlock, ChainCheckpoint
+from liandong.store.models import ChainBlock, ChainCheckpoint, OrderStatus, Product, ShopOrder, utcnow
 from sqlalchemy import Engine
 from sqlmodel import Session, func, select
 
@@ -78,3 +79,44 @@ def test_two_indexers_applying_the_same_blocks_at_once_one_wins(postgres_url: st
         assert checkpoint is not None
         assert checkpoint.block_hash == header(12).hash
     engine.dispose()
+
+
+def _settled_order(session: Session, chain_id: int, settled_block: int) -> int:
+    order = ShopOrder(
+        chain_id=chain_id,
+        chain_order_id="0x" + secrets.token_hex(32),
+        product_id=1,
+        quantity=1,
+        token="0x" + "00" * 20,
+        amount="1",
+        payer="0x" + "11" * 20,
+        status=OrderStatus.DELIVERED,
+        quote_signature="0x",
+        quote_expiry=0,
+        delivery_deadline=2**40,
+        access_token_hash="",
+        committed_at=utcnow(),
+        settled_block=settled_block,
+    )
+    session.add(order)
+    session.commit()
+    assert order.id is not None
+    return order.id
+
+
+def test_a_reorg_on_one_chain_unsettles_only_that_chains_settlements(engine: Engine) -> None:
+    """Chain A is far ahead of chain B: B's fork below its block 40 says nothing of A's block 500."""
+    chain_a, chain_b = 31337, 31339
+    with Session(engine) as session:
+        session.add(Product(id=1, sku="p", name="p"))
+        session.commit()
+        on_a, on_b = _settled_order(session, chain_a, 500), _settled_order(session, chain_b, 50)
+        session.add(ChainCheckpoint(chain_id=chain_b, block_number=60, block_hash=header(60).hash))
+        session.commit()
+    IndexerStore(engine, chain_b, ConfirmationPolicy(), 64).rollback_to(header(40), 60)
+    with Session(engine) as session:
+        a, b = session.get(ShopOrder, on_a), session.get(ShopOrder, on_b)
+        assert a is not None
+        assert b is not None
+        assert (a.committed_at is not None, a.settled_block) == (True, 500)  # chain A's: untouched
+        assert (b.committed_at, b.settled_block) == (None, None)  # owed again on chain B

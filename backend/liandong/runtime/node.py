@@ -103,6 +103,8 @@ class Node:
     """host:pid:port, as the cluster's leader and the vault's acknowledgements name this node."""
     context: ShopContext = field(init=False)
     app: FastAPI = field(init=False)
+    _unserved: set[int] = field(init=False, default_factory=set)
+    """Chains owed settlements this node does not serve, already logged."""
 
     def __post_init__(self) -> None:
         self.context = ShopContext(
@@ -144,14 +146,15 @@ class Node:
                 by_chain.setdefault(settlement.chain_id, []).append(settlement)
             for chain_id, owed in by_chain.items():
                 chain = self.chains.get(chain_id)
-                if chain is None:
+                if chain is not None:
+                    chain.sender.submit(owed)
+                elif chain_id not in self._unserved:
+                    self._unserved.add(chain_id)  # said once: the rescan hands them over every round
                     log.error(
                         "%d settlements are owed on chain %d, which this node does not serve",
                         len(owed),
                         chain_id,
                     )
-                    continue
-                chain.sender.submit(owed)
         elif settlements:
             self.cluster.announce(SETTLE)
 

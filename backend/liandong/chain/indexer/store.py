@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, insert, update
+from sqlalchemy import Engine, and_, bindparam, delete, insert, update
 from sqlmodel import Session, col, select
 
 from liandong.chain.escrow import EscrowEvent, OrderDelivered, OrderPaid
@@ -240,8 +240,19 @@ class IndexerStore:
         keys = {"0x" + event.order_id.hex() for event in events}
         if not keys:
             return {}
-        found = session.exec(select(ShopOrder).where(col(ShopOrder.chain_order_id).in_(keys))).all()
+        found = session.exec(
+            select(ShopOrder).where(
+                col(ShopOrder.chain_order_id).in_(keys), ShopOrder.chain_id == self.chain_id
+            )
+        ).all()
         return {order.chain_order_id: order for order in found}
+
+    @staticmethod
+    def _quoted_elsewhere(session: Session, order_key: str) -> bool:
+        return (
+            session.exec(select(ShopOrder.id).where(ShopOrder.chain_order_id == order_key)).first()
+            is not None
+        )
 
     def _payments_of(self, session: Session, paid: Sequence[OrderPaid]) -> dict[str, Payment]:
         if not paid:
@@ -328,7 +339,8 @@ class IndexerStore:
         """Settlements recorded in blocks that left the chain are owed again: the leader's rescan
         re-sends them (the escrow refuses a second settlement, so nothing is settled twice)."""
         connection = session.connection()
-        gone = col(ShopOrder.settled_block) > block_number
+        # This chain's orders only: another chain's block numbers say nothing about this fork.
+        gone = and_(col(ShopOrder.chain_id) == self.chain_id, col(ShopOrder.settled_block) > block_number)
         for order_id in session.exec(select(ShopOrder.id).where(gone)):
             log.warning("reorg below %s removed the on-chain settlement of order %s", block_number, order_id)
         connection.execute(
@@ -383,6 +395,16 @@ class IndexerStore:
                     }
                 )
             order = orders.get(order_key)
+            if order is None and self._quoted_elsewhere(session, order_key):
+                # Its quote was signed for another chain's escrow, which this one should have refused.
+                log.error(
+                    "ALERT: payment on chain %s in tx %s for order %s, quoted for another chain: left to"
+                    " the merchant",
+                    self.chain_id,
+                    event.position.tx_hash,
+                    order_key,
+                )
+                continue
             if order is None:
                 log.error(
                     "payment for unknown order %s in tx %s: refunding", order_key, event.position.tx_hash
