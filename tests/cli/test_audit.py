@@ -9,6 +9,7 @@ from typing import Any
 
 from eth_abi.abi import encode
 from eth_utils.crypto import keccak
+from liandong.audit.report import AuditedOrder, AuditReport, html_reports
 from liandong.chain.escrow import record_deliveries_calldata
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.chain.settlement import order_terms
@@ -138,3 +139,64 @@ def test_audit_reports_exactly_the_planted_faults_and_verify_key_checks_keys(
     cheated = run(shop.env(), *verify, "--order", forged, "--key", _key_of(shop, forged), *forged_salt)
     assert cheated.returncode == 1
     assert "MISMATCH" in cheated.stderr
+
+
+def test_the_audit_covers_every_chain_the_node_serves(shop_factory: Any, tmp_path: Path) -> None:
+    """Without --rpc/--escrow: each of the node's chains (LIANDONG_CHAINS too), one report per
+    network, each reconciled with the shop's orders of its own chain only."""
+    shop: LocalShop = shop_factory(more_chains=[(31339, None)])
+    product = shop.add_product("two chains", [f"B-{n}" for n in range(4)])
+    shop.start()
+    on_a, on_b = shop.quote(product), shop.quote(product, chain_id=31339)
+    shop.buyer(4).pay(on_a.quote, on_a.signature)
+    shop.buyer(5, 31339).pay(on_b.quote, on_b.signature)
+    orders = [on_a.order.chain_order_id, on_b.order.chain_order_id]
+    shop.wait_for(lambda: all(shop.order(o).committed_at for o in orders), 30, "deliveries on-chain")
+
+    url = shop.settings().resolved_database_url
+    report_file, page = tmp_path / "audit.json", tmp_path / "audit.html"
+    wide = {**shop.env(), "COLUMNS": "250"}
+    audited = run(wide, "audit", "--database-url", url, "--json", str(report_file), "--html", str(page))
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    assert "0 finding(s) on 2 chain(s): Local chain A 0, Local chain B 0" in audited.stdout
+    report = json.loads(report_file.read_text())
+    assert report["findings"] == 0
+    chains = [(chain["network"], chain["chain_id"], chain["escrow"]) for chain in report["chains"]]
+    assert chains == [
+        ("Local chain A", shop.record.chain_id, shop.record.escrow),
+        ("Local chain B", 31339, shop.chain(31339).record.escrow),
+    ]
+    assert [[o["order"] for o in chain["orders"]] for chain in report["chains"]] == [[o] for o in orders]
+    html = page.read_text()
+    assert "Local chain A, chain 31337" in html
+    assert "Local chain B, chain 31339" in html
+
+    # One escrow by --rpc/--escrow, the other chain's deliveries in the database are not its own.
+    chain_b = shop.chain(31339)
+    alone = _audit_of(shop, chain_b.anvil.http_url, chain_b.record.escrow, "--database-url", url)
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert "0 finding(s)" in alone.stdout
+    picked = run(wide, "audit", "--chain", "Local chain B", "--summary")
+    assert picked.returncode == 0, picked.stdout + picked.stderr
+    assert "on Local chain B (chain 31339)" in picked.stdout
+    assert "Local chain A" not in picked.stdout
+
+
+def _audit_of(shop: LocalShop, rpc_url: str, escrow: str, *extra: str) -> Any:
+    return run({**shop.env(), "COLUMNS": "250"}, "audit", "--rpc", rpc_url, "--escrow", escrow, *extra)
+
+
+def test_the_page_of_several_chains_links_each_to_its_own_explorer() -> None:
+    escrow, buyer, tx = "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 32
+    reports = [
+        AuditReport(
+            escrow, chain_id, 0, 9, [AuditedOrder("0x" + "44" * 32, buyer, NATIVE_COIN, 1, 0, 1, tx)], [], []
+        )
+        for chain_id in (8453, 1)
+    ]
+    page = html_reports(reports)
+    assert page.index("Base, chain 8453") < page.index("Ethereum, chain 1)")
+    assert f"https://basescan.org/tx/{tx}" in page
+    assert f"https://etherscan.io/tx/{tx}" in page
+    assert f"https://basescan.org/address/{escrow}" in page
+    assert f"https://etherscan.io/address/{buyer}" in page

@@ -24,7 +24,6 @@ from tests.peers import Endpoint
 
 def _order(session: Session, product_id: int, **fields: object) -> ShopOrder:
     order = ShopOrder(
-        chain_id=31337,
         chain_order_id="0x" + secrets.token_hex(32),
         product_id=product_id,
         quantity=1,

@@ -15,6 +15,7 @@ from liandong.services.stats import (
     HistogramBucket,
     WindowError,
     abnormal_deliveries,
+    backlog,
     efficiency,
     percentile,
     resolve_window,
@@ -42,6 +43,7 @@ NATIVE = "0x0000000000000000000000000000000000000000"
 USDC = "0x" + "a" * 40
 T0 = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+CHAIN_A, CHAIN_B = 31337, 31339  # "Local chain A" and "Local chain B" in the chain profiles
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +96,11 @@ def add_order(
     seen_at: datetime | None = None,
     delivered_at: datetime | None = None,
     refund_reason: str | None = None,
+    chain_id: int = CHAIN_A,
 ) -> ShopOrder:
     order = ShopOrder(
         chain_order_id="0x" + secrets.token_hex(32),
+        chain_id=chain_id,
         product_id=product_id,
         quantity=quantity,
         token=token,
@@ -117,11 +121,14 @@ def add_order(
     return order
 
 
-def delivered(session: Session, product_id: int, paid: datetime, latency: float) -> ShopOrder:
+def delivered(
+    session: Session, product_id: int, paid: datetime, latency: float, chain_id: int = CHAIN_A
+) -> ShopOrder:
     """A delivered order whose payment's block was at `paid`, delivered `latency` seconds later."""
     return add_order(
         session,
         product_id,
+        chain_id=chain_id,
         block_time=paid,
         seen_at=paid + timedelta(seconds=0.25),
         delivered_at=paid + timedelta(seconds=latency),
@@ -372,6 +379,59 @@ def test_every_hour_of_the_window_has_a_bucket(session: Session) -> None:
         (T0 + 2 * HOUR, 0, {}),
     ]
     assert (report.orders, report.by_product, report.by_token) == (0, [], [])
+
+
+def test_two_chains_are_broken_down_by_network_with_revenue_per_chain_and_token(session: Session) -> None:
+    game = add_product(session, "GAME")
+    add_order(session, game, amount=5, block_time=T0)  # the native coin of chain A
+    add_order(session, game, amount=7, quantity=2, block_time=T0, chain_id=CHAIN_B)  # of chain B: also 0x0
+    add_order(session, game, token=USDC, amount=9, block_time=T0, chain_id=CHAIN_B)
+    add_order(session, game, status=OrderStatus.REFUNDING, amount=2, block_time=T0, chain_id=CHAIN_B)
+    add_order(session, game, status=OrderStatus.CONFIRMED, amount=1, block_time=T0, chain_id=CHAIN_B)
+    delivered(session, game, T0, 1.0)
+    delivered(session, game, T0, 12.0, chain_id=CHAIN_B)
+    session.commit()
+
+    report = sales(session, T0, T0 + HOUR)
+    assert (report.orders, report.units) == (7, 8)  # the totals cover both chains
+    by_token = [(row.network, row.token, row.orders, row.revenue, row.refunded) for row in report.by_token]
+    assert by_token == [
+        ("Local chain A", NATIVE, 2, "6", "0"),
+        ("Local chain B", NATIVE, 4, "11", "2"),
+        ("Local chain B", USDC, 1, "9", "0"),
+    ]
+    assert [(row.network, row.orders, row.units) for row in report.by_chain] == [
+        ("Local chain A", 2, 2),
+        ("Local chain B", 5, 6),
+    ]
+    [hour] = report.by_hour
+    assert hour.orders_by_chain == {CHAIN_A: 2, CHAIN_B: 5}
+    assert hour.revenue_by_chain == {CHAIN_A: {NATIVE: "6"}, CHAIN_B: {NATIVE: "11", USDC: "9"}}
+
+    board = efficiency(session, T0, T0 + HOUR, threshold_seconds=10.0)
+    assert board.payment_to_delivery.count == 2
+    chains = {chain.network: chain for chain in board.by_chain}
+    assert list(chains) == ["Local chain A", "Local chain B"]
+    assert (chains["Local chain A"].payment_to_delivery.p50, chains["Local chain A"].alert) == (1.0, False)
+    assert (chains["Local chain B"].payment_to_delivery.p50, chains["Local chain B"].alert) == (12.0, True)
+    assert (
+        chains["Local chain B"].backlog.awaiting_keys,
+        chains["Local chain B"].backlog.refunds_to_send,
+    ) == (1, 1)
+
+    owed = backlog(session)
+    assert (owed.awaiting_confirmations, owed.awaiting_keys, owed.deliveries_to_record) == (0, 1, 5)
+    assert [(chain.network, chain.deliveries_to_record) for chain in owed.by_chain] == [
+        ("Local chain A", 2),
+        ("Local chain B", 3),
+    ]
+    assert backlog(session, CHAIN_A).by_chain[0].awaiting_keys == 0
+
+    log = abnormal_deliveries(session, T0, T0 + HOUR, threshold_seconds=10.0)
+    assert [(entry.network, entry.reasons) for entry in log.entries] == [
+        ("Local chain B", [AbnormalReason.SLOW]),
+        ("Local chain B", [AbnormalReason.REFUND]),
+    ]
 
 
 # ------------------------------------------------------------------ abnormal deliveries

@@ -118,3 +118,48 @@ def test_log_in_import_keys_see_an_order_arrive_live_and_the_charts(
     expect(alerts).to_contain_text("1 笔订单异常")
     screenshot(page, "dashboard-zh")
     context.close()
+
+
+def test_a_shop_on_two_chains_breaks_its_figures_down_by_network(
+    shop_factory: Callable[..., LocalShop], browser: Browser, screenshot: Callable[[Page, str], Path]
+) -> None:
+    shop = shop_factory(more_chains=[(31339, None)])
+    product_id = shop.add_product("two-chain card", ["TWO-1", "TWO-2"])
+    with Session(shop.engine) as session:
+        create_merchant(session, *LOGIN)
+    shop.start()
+    on_b = shop.quote(product_id, chain_id=31339)
+    shop.buyer(5, 31339).pay(on_b.quote, on_b.signature)
+    order = on_b.order.chain_order_id
+    shop.wait_for(lambda: shop.order(order).status.value == "delivered", 30, "the delivery on chain B")
+
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{shop.api_port}/merchant")
+    page.get_by_label("Username").fill(LOGIN[0])
+    page.get_by_label("Password").fill(LOGIN[1])
+    page.get_by_role("button", name="Log in").click()
+
+    board = page.locator("#chains-efficiency tbody tr")
+    expect(board).to_have_count(2)  # every chain the shop serves, chain A without deliveries too
+    expect(board.nth(0).locator("td").nth(5)).to_have_text("0")
+    expect(board.nth(1).locator("td").first).to_have_text("Local chain B")
+    expect(board.nth(1).locator("td").nth(5)).to_have_text("1")
+    expect(page.locator("#tokens tbody tr")).to_have_count(1)
+    expect(page.locator("#tokens tbody tr").first).to_contain_text("Local chain B")
+    sales = page.locator("#chains-sales tbody tr")
+    expect(sales.nth(0).locator("td")).to_have_text(["Local chain A", "0", "0"])
+    expect(sales.nth(1).locator("td")).to_have_text(["Local chain B", "1", "1"])
+    row = page.locator("#orders tbody tr", has=page.locator(f"code[title='{order}']"))
+    expect(row).to_contain_text("Local chain B")
+    labels = page.evaluate("Chart.getChart(document.getElementById('revenue-chart')).data.datasets[0].label")
+    assert labels == "ETH (Local chain B)"
+
+    funds = page.locator("#funds-escrow")
+    expect(funds).to_contain_text(shop.record.escrow)  # the first chain's, until another is picked
+    expect(page.locator("#funds-network")).to_be_visible()
+    page.locator("#funds-chain").select_option(label="Local chain B")
+    expect(funds).to_contain_text(shop.chain(31339).record.escrow)
+    expect(funds).to_contain_text("Local chain B")
+    screenshot(page, "dashboard-two-chains")
+    context.close()

@@ -1,6 +1,7 @@
 """The buyer's pages in Chromium: buy on the storefront, pay from the wallet (native coin; ERC-20 by
 approve + pay and by permit), watch the order page go paid → confirmations → delivered live, read
-the keys decrypted in the page and see them verified against the escrow's on-chain record."""
+the keys decrypted in the page and see them verified against the escrow's on-chain record; in a shop
+on two chains, choose the network and pay on it."""
 
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ from typing import Any
 import pytest
 from eth_account import Account
 from liandong.devtools.simulate import LocalShop
-from liandong.store.models import ProductPrice
+from liandong.store.models import Payment, ProductPrice, ShopOrder
 from liandong.web.texts import TEXTS
-from playwright.sync_api import Browser, Page, expect
-from sqlmodel import Session
+from playwright.sync_api import Browser, Page, ViewportSize, expect
+from sqlmodel import Session, select
 
 from tests.web.conftest import with_wallet
 
 pytestmark = pytest.mark.slow
 
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 CHAIN_TIMEOUT = 30_000  # ms: a payment, its confirmation and the on-chain record of the delivery
 NATIVE_KEYS = ["KEY-WEB-0001", "KEY-WEB-0002"]
 
@@ -117,7 +118,12 @@ def _dusd_product(shop: LocalShop, sku: str, keys: list[str], price: int) -> Non
     product_id = shop.add_product(sku, keys)
     with Session(shop.engine) as session:
         session.add(
-            ProductPrice(product_id=product_id, token=shop.record.tokens["DUSD"].lower(), amount=str(price))
+            ProductPrice(
+                product_id=product_id,
+                chain_id=shop.record.chain_id,
+                token=shop.record.tokens["DUSD"].lower(),
+                amount=str(price),
+            )
         )
         session.commit()
 
@@ -190,3 +196,37 @@ def test_too_little_balance_and_an_expired_quote_are_explained(
     expect(page.get_by_role("heading", level=1)).to_have_text(TEXTS["zh"]["products_title"])
     expect(page).to_have_title(TEXTS["zh"]["shop_title"])
     chinese.close()
+
+
+def test_choose_the_second_network_of_a_shop_on_two_and_pay_on_it(
+    shop_factory: Callable[..., LocalShop], browser: Browser
+) -> None:
+    shop = shop_factory(more_chains=[(31339, None)])
+    shop.add_product("two-chain-key", ["KEY-B-1"])
+    shop.start()
+    second = shop.chain(31339)
+    context = browser.new_context(viewport=PHONE, locale="en-US")
+    page = with_wallet(context.new_page(), shop, known_chains=(shop.record.chain_id,), keeps_chain=True)
+    page.goto(shop_url(shop))
+    card = page.locator("li.product", has_text="two-chain-key")
+    network = card.get_by_label("Network")
+    expect(network.locator("option")).to_have_text(["Local chain A", "Local chain B"])
+    network.select_option(label="Local chain B")
+    card.get_by_role("button", name="Buy").click()
+    page.wait_for_url("**/orders/0x*")
+    [added] = page.evaluate("window.__addedChains")  # the wallet knew only chain A: B added, then switched to
+    assert (added["chainName"], added["rpcUrls"]) == ("Local chain B", [second.anvil.http_url])
+    expect(page.locator("#summary-network")).to_have_text("Local chain B")
+
+    page.get_by_role("button", name="Pay with wallet").click()
+    expect(page.locator("#status")).to_have_text("Delivered: your keys are below.", timeout=CHAIN_TIMEOUT)
+    assert keys_shown(page) == ["KEY-B-1"]
+    expect(page.locator("#verify-result")).to_contain_text("Verified", timeout=CHAIN_TIMEOUT)
+    context.close()
+    order_id = page.url.rsplit("/", 1)[1]
+    with Session(shop.engine) as session:
+        order = session.exec(select(ShopOrder).where(ShopOrder.chain_order_id == order_id)).one()
+        payment = session.exec(select(Payment).where(Payment.chain_order_id == order_id)).one()
+    assert (order.chain_id, payment.chain_id) == (31339, 31339)
+    paid = second.w3.eth.get_transaction(payment.tx_hash)  # type: ignore[arg-type]
+    assert str(paid["to"]).lower() == second.record.escrow.lower()

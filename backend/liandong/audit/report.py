@@ -14,7 +14,9 @@ rebuilds the escrow's books per token and checks them against its state at the s
 With the shop's database (and its master key) it also checks every delivery against the keys the
 shop stored: a commitment is recomputed from the decrypted keys and the order's salt, so a shop that
 recorded one key and handed out another is caught; and it lists deliveries one side has and the
-other has not.
+other has not. A shop serving several chains is audited chain by chain: each escrow's report is
+reconciled with the shop's orders of its own chain only, and `html_reports` puts them on one page,
+a section per network with that network's explorer links.
 
 The escrow's logs are decoded by the shop's one decoder, `chain/escrow.py`, not a second copy here:
 that module holds no shop state, only eth-abi against the event signatures of
@@ -186,12 +188,30 @@ class AuditReport:
     movements: list[Movement]
     findings: list[Finding] = field(default_factory=list)
 
+    @property
+    def network(self) -> str:
+        return network_name(self.chain_id)
+
     def to_json(self) -> dict[str, Any]:
-        report = asdict(self)
+        report = {"network": self.network, **asdict(self)}
         for book, data in zip(self.books, report["books"], strict=True):
             data["owed"] = book.owed
         exact: dict[str, Any] = json.loads(json.dumps(report, default=str))
         return exact
+
+
+def network_name(chain_id: int) -> str:
+    """The chain's network as its profile names it ("Base"), else "Chain <id>"."""
+    known = load_profiles().get(chain_id)
+    return known.name if known is not None else f"Chain {chain_id}"
+
+
+def reports_json(reports: Sequence[AuditReport]) -> dict[str, Any]:
+    """The audit of several chains: each chain's report (with its network), and the findings' total."""
+    return {
+        "chains": [report.to_json() for report in reports],
+        "findings": sum(len(r.findings) for r in reports),
+    }
 
 
 @dataclass
@@ -450,13 +470,25 @@ def _check_deadlines(rpc: JsonRpc, report: AuditReport) -> None:
 # ------------------------------------------------------------------ the shop's side
 
 
-def reconcile(report: AuditReport, engine: Engine, vault: Vault) -> None:
-    """Adds to `report` every disagreement between the chain and the shop's records."""
+UNASSIGNED_CHAIN = 0
+"""The chain of orders written before the shop served several chains (migration 0009), until the
+node adopts them for its first chain."""
+
+
+def reconcile(report: AuditReport, engine: Engine, vault: Vault, *, first_chain: bool = True) -> None:
+    """Adds to `report` every disagreement between the chain and the shop's records of that chain
+    (the shop's orders on its other chains are theirs). `first_chain`: the report is of the shop's
+    first chain, which owns the orders not yet assigned a chain."""
     on_chain = {order.order: order for order in report.orders}
+    chains = [report.chain_id, *([UNASSIGNED_CHAIN] if first_chain else [])]
     with Session(engine) as session:
         known = {
             order.chain_order_id: order
-            for order in session.exec(select(ShopOrder).where(ShopOrder.status != OrderStatus.QUOTED))
+            for order in session.exec(
+                select(ShopOrder).where(
+                    ShopOrder.status != OrderStatus.QUOTED, col(ShopOrder.chain_id).in_(chains)
+                )
+            )
         }
         for found in on_chain.values():
             finding = _compare(session, vault, found, known.get(found.order))
@@ -464,7 +496,7 @@ def reconcile(report: AuditReport, engine: Engine, vault: Vault) -> None:
                 report.findings.append(finding)
         report.findings += [
             Finding("unpaid-delivery", key, "delivered by the shop, never paid on-chain")
-            for key in _delivered_unpaid(session, known, on_chain, report.to_block)
+            for key in _delivered_unpaid(session, known, on_chain, report)
         ]
 
 
@@ -484,7 +516,7 @@ def _compare(session: Session, vault: Vault, found: AuditedOrder, order: ShopOrd
 
 
 def _delivered_unpaid(
-    session: Session, known: dict[str, ShopOrder], on_chain: dict[str, AuditedOrder], to_block: int
+    session: Session, known: dict[str, ShopOrder], on_chain: dict[str, AuditedOrder], report: AuditReport
 ) -> list[str]:
     """The shop's deliveries with no payment on-chain, leaving out payments the shop recorded in
     blocks after the audited one (a running shop goes on while the audit reads)."""
@@ -494,7 +526,9 @@ def _delivered_unpaid(
     later = set(
         session.exec(
             select(Payment.chain_order_id).where(
-                col(Payment.chain_order_id).in_(delivered), col(Payment.block_number) > to_block
+                Payment.chain_id == report.chain_id,
+                col(Payment.chain_order_id).in_(delivered),
+                col(Payment.block_number) > report.to_block,
             )
         )
     )
@@ -609,27 +643,58 @@ def movement_row(movement: Movement, links: ExplorerLinks) -> tuple[object, ...]
     return (movement.kind, movement.token, recipient, movement.amount, movement.block, tx)
 
 
-def html_report(report: AuditReport) -> str:
-    """A standalone page (no external assets) an auditor can keep or send; addresses and
-    transactions link to the chain's explorer when its profile names one."""
+STYLE = """<style>body{font:14px system-ui;margin:2em}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:.3em .6em;font-family:monospace;text-align:left}
+h2,h3{margin-top:1.5em}</style>"""
+
+
+def _section(report: AuditReport, heading: int) -> str:
+    """One escrow's audit: its title at level `heading`, its tables a level under."""
     states = Counter(order.state for order in report.orders)
     summary = ", ".join(f"{count} {state}" for state, count in sorted(states.items())) or "no orders"
     links = ExplorerLinks.of(report.chain_id)
-    known = load_profiles().get(report.chain_id)
-    network = f"{known.name}, chain {report.chain_id}" if known is not None else f"chain {report.chain_id}"
+    network = f"{report.network}, chain {report.chain_id}"
     movements = (movement_row(movement, links) for movement in report.movements)
     orders = (order_row(order, links) for order in report.orders)
-    return f"""<!doctype html><html lang="en"><meta charset="utf-8">
-<title>Audit of {html.escape(report.escrow)}</title>
-<style>body{{font:14px system-ui;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;font-family:monospace;text-align:left}}
-h2{{margin-top:1.5em}}</style>
-<h1>Escrow {_cell(links.address(report.escrow))} ({html.escape(network)})</h1>
+    top, sub = f"h{heading}", f"h{heading + 1}"
+    findings = ((f.kind, f.order or "", f.detail) for f in report.findings)
+    return f"""<{top}>Escrow {_cell(links.address(report.escrow))} ({html.escape(network)})</{top}>
 <p>Blocks {report.from_block} to {report.to_block}: {len(report.orders)} orders ({summary}),
 {len(report.findings)} finding(s).</p>
-<h2>Findings</h2>{_table(FINDING_COLUMNS, ((f.kind, f.order or "", f.detail) for f in report.findings))}
-<h2>Books per token</h2>{_table(BOOK_COLUMNS, map(book_row, report.books))}
-<h2>Withdrawals and claimed refunds</h2>{_table(MOVEMENT_COLUMNS, movements)}
-<h2>Orders</h2>{_table(ORDER_COLUMNS, orders)}
-</html>
+<{sub}>Findings</{sub}>{_table(FINDING_COLUMNS, findings)}
+<{sub}>Books per token</{sub}>{_table(BOOK_COLUMNS, map(book_row, report.books))}
+<{sub}>Withdrawals and claimed refunds</{sub}>{_table(MOVEMENT_COLUMNS, movements)}
+<{sub}>Orders</{sub}>{_table(ORDER_COLUMNS, orders)}
 """
+
+
+def html_report(report: AuditReport) -> str:
+    """A standalone page (no external assets) an auditor can keep or send; addresses and
+    transactions link to the chain's explorer when its profile names one."""
+    return f"""<!doctype html><html lang="en"><meta charset="utf-8">
+<title>Audit of {html.escape(report.escrow)}</title>
+{STYLE}
+{_section(report, 1)}</html>
+"""
+
+
+def html_reports(reports: Sequence[AuditReport]) -> str:
+    """The audit of a shop's chains on one standalone page: a summary per network, then a section
+    per chain, each linking to its own network's explorer."""
+    summary = _rows(
+        (report.network, report.chain_id, _escrow_link(report), len(report.orders), len(report.findings))
+        for report in reports
+    )
+    total = sum(len(report.findings) for report in reports)
+    return f"""<!doctype html><html lang="en"><meta charset="utf-8">
+<title>Audit of {len(reports)} chain(s)</title>
+{STYLE}
+<h1>Audit of the shop's {len(reports)} chain(s)</h1>
+<p>{total} finding(s) in all.</p>
+<table><tr><th>network</th><th>chain</th><th>escrow</th><th>orders</th><th>findings</th></tr>{summary}</table>
+{"".join(_section(report, 2) for report in reports)}</html>
+"""
+
+
+def _escrow_link(report: AuditReport) -> object:
+    return ExplorerLinks.of(report.chain_id).address(report.escrow)

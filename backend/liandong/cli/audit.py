@@ -3,6 +3,9 @@ deployed contract checked against its sources.
 
 The commands only print: the audit is `audit/report.py`'s and the source check `chain/verify.py`'s,
 and both need nothing but the chain (and, to reconcile, the shop's database and master key).
+`liandong audit --rpc URL --escrow ADDRESS` audits one escrow; without them it audits every chain
+the node serves (its settings: `LIANDONG_RPC_URL` with the deployment record, then each entry of
+`LIANDONG_CHAINS`, as `runtime/chains.py` resolves them), the report broken down by network.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -28,14 +32,18 @@ from liandong.audit.report import (
     book_row,
     commitment_on_chain,
     html_report,
+    html_reports,
     movement_row,
     order_row,
     reconcile,
+    reports_json,
 )
 from liandong.chain.rpc import rpc_call
 from liandong.chain.verify import VerificationError, verify_escrow
-from liandong.cli.common import console, fail, progress_bar
+from liandong.cli.common import console, deployment, fail, progress_bar
 from liandong.core.config import Settings
+from liandong.core.errors import InvalidError
+from liandong.runtime.chains import chain_id_named, chain_setups
 from liandong.store.db import make_engine
 from liandong.vault.crypto import delivery_commitment, load_keyring
 from liandong.vault.service import Vault
@@ -45,6 +53,19 @@ PLAIN = ExplorerLinks(None)
 RpcOption = Annotated[str, typer.Option(help="The chain's JSON-RPC URL.")]
 EscrowOption = Annotated[str, typer.Option(help="The escrow's address.")]
 FromBlockOption = Annotated[int, typer.Option(help="The escrow's deployment block, or any earlier one.")]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One escrow to audit: where to read its chain, from which block."""
+
+    rpc_url: str
+    escrow: str
+    from_block: int
+    chain_id: int | None = None
+    """The chain the escrow's record names (checked against the endpoint's); None: as it says."""
+    first: bool = True
+    """The shop's first chain, which owns its orders not yet assigned a chain."""
 
 
 def _table(title: str, columns: tuple[str, ...], rows: Iterable[Sequence[object]]) -> Table:
@@ -60,8 +81,8 @@ def _print(report: AuditReport, summary: bool) -> None:
     states = Counter(order.state for order in report.orders)
     counted = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
     console.print(
-        f"Escrow {report.escrow} on chain {report.chain_id}, blocks {report.from_block} to "
-        f"{report.to_block}: {len(report.orders)} orders ({counted})"
+        f"Escrow {report.escrow} on {report.network} (chain {report.chain_id}), blocks "
+        f"{report.from_block} to {report.to_block}: {len(report.orders)} orders ({counted})"
     )
     if not summary:
         orders = (order_row(order, PLAIN) for order in report.orders)
@@ -73,7 +94,7 @@ def _print(report: AuditReport, summary: bool) -> None:
     console.print(_table(f"{len(report.findings)} finding(s)", FINDING_COLUMNS, findings))
 
 
-def _reconcile(report: AuditReport, database_url: str) -> None:
+def _reconcile(reports: list[tuple[_Target, AuditReport]], database_url: str) -> None:
     """The shop's side: its database, and its master key from the settings (to decrypt the keys).
 
     Opened with `make_engine` alone, not `open_shop_database`: an audit reads the records it is
@@ -81,15 +102,74 @@ def _reconcile(report: AuditReport, database_url: str) -> None:
     settings = Settings(database_url=database_url)
     engine = make_engine(database_url)
     try:
-        reconcile(report, engine, Vault(load_keyring(settings)))
+        vault = Vault(load_keyring(settings))
+        for target, report in reports:
+            reconcile(report, engine, vault, first_chain=target.first)
     finally:
         engine.dispose()
 
 
+def _node_targets(from_block: int | None, chain: str | None) -> list[_Target]:
+    """Every chain the node serves, from its settings (or the one named `chain`), each from its
+    escrow's deployment block unless `from_block` says otherwise."""
+    settings = Settings()
+    try:
+        setups = chain_setups(settings, deployment(settings))
+        wanted = None if chain is None else chain_id_named(chain)
+    except InvalidError as error:
+        raise fail(f"{error} (or name one escrow with --rpc and --escrow)") from None
+    targets = [
+        _Target(
+            setup.rpc_urls[0],
+            setup.record.escrow,
+            setup.record.block_number if from_block is None else from_block,
+            setup.chain_id,
+            first=index == 0,
+        )
+        for index, setup in enumerate(setups)
+        if wanted is None or setup.chain_id == wanted
+    ]
+    if not targets:
+        served = ", ".join(f"{setup.name} ({setup.chain_id})" for setup in setups)
+        raise fail(f"the node serves no chain {chain} (it serves {served})")
+    return targets
+
+
+def _audit_one(target: _Target) -> AuditReport:
+    with JsonRpc(target.rpc_url) as chain, progress_bar() as progress:
+        reading = progress.add_task("reading logs", total=None)
+        report = audit_chain(
+            chain,
+            target.escrow,
+            target.from_block,
+            lambda done, total: progress.update(reading, completed=done, total=total),
+        )
+    if target.chain_id is not None and report.chain_id != target.chain_id:
+        raise fail(
+            f"{target.rpc_url} serves chain {report.chain_id}, the escrow's record is of chain "
+            f"{target.chain_id}"
+        )
+    return report
+
+
 def audit(
-    rpc: RpcOption,
-    escrow: EscrowOption,
-    from_block: FromBlockOption = 0,
+    rpc: Annotated[
+        str | None, typer.Option(help="The chain's JSON-RPC URL (with --escrow); unset: the node's chains.")
+    ] = None,
+    escrow: Annotated[
+        str | None, typer.Option(help="The escrow's address (with --rpc); unset: the node's chains.")
+    ] = None,
+    from_block: Annotated[
+        int | None,
+        typer.Option(
+            help="The escrow's deployment block, or any earlier one (default: 0 with --rpc, else each "
+            "chain's deployment record's)."
+        ),
+    ] = None,
+    chain: Annotated[
+        str | None,
+        typer.Option(help="Only this one of the node's chains (its network's name or chain id)."),
+    ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="The shop's database, to reconcile (its master key from the settings).")
     ] = None,
@@ -100,23 +180,31 @@ def audit(
     summary: Annotated[bool, typer.Option(help="Leave the orders out of the printed report.")] = False,
 ) -> None:
     """Every order of an escrow from the chain alone, its books per token against what it holds,
-    and (with the shop's database) every disagreement with the shop's records. Exit 1 on findings."""
-    with JsonRpc(rpc) as chain, progress_bar() as progress:
-        reading = progress.add_task("reading logs", total=None)
-        report = audit_chain(
-            chain,
-            escrow,
-            from_block,
-            lambda done, total: progress.update(reading, completed=done, total=total),
-        )
+    and (with the shop's database) every disagreement with the shop's records. Without --rpc and
+    --escrow: every chain the node serves (LIANDONG_RPC_URL and LIANDONG_CHAINS), one report per
+    network. Exit 1 on findings."""
+    if (rpc is None) != (escrow is None):
+        raise fail("--rpc and --escrow name one escrow together; without both the node's chains are audited")
+    if rpc is not None and chain is not None:
+        raise fail("--chain picks one of the node's chains: not with --rpc and --escrow")
+    one = rpc is not None and escrow is not None  # one escrow, its report as before several chains
+    targets = [_Target(rpc, escrow, from_block or 0)] if rpc and escrow else _node_targets(from_block, chain)
+    audited = [(target, _audit_one(target)) for target in targets]
     if database_url is not None:
-        _reconcile(report, database_url)
-    _print(report, summary)
+        _reconcile(audited, database_url)
+    reports = [report for _, report in audited]
+    for report in reports:
+        _print(report, summary)
+    findings = sum(len(report.findings) for report in reports)
+    if not one:
+        per_network = ", ".join(f"{report.network} {len(report.findings)}" for report in reports)
+        console.print(f"{findings} finding(s) on {len(reports)} chain(s): {per_network}")
     if json_out is not None:
-        json_out.write_text(json.dumps(report.to_json(), indent=2))
+        document = reports[0].to_json() if one else reports_json(reports)
+        json_out.write_text(json.dumps(document, indent=2))
     if html_out is not None:
-        html_out.write_text(html_report(report))
-    if report.findings:
+        html_out.write_text(html_report(reports[0]) if one else html_reports(reports))
+    if findings:
         raise typer.Exit(code=1)
 
 

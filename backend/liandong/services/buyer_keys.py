@@ -11,16 +11,18 @@ from __future__ import annotations
 import hmac
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from eth_utils.address import to_checksum_address
 from pydantic import BaseModel
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlmodel import Session, col, select
 
 from liandong.core.errors import ConflictError, LiandongError, NotFoundError
 from liandong.core.security import token_hash
 from liandong.services.orders import OrderFacts
-from liandong.store.models import KeyAccess, OrderStatus, ShopOrder
+from liandong.store.db import READ_ONLY
+from liandong.store.models import CardKey, Delivery, KeyAccess, OrderStatus, ShopOrder, utcnow
 from liandong.vault.service import Vault
 from liandong.vault.transport import order_aad, parse_public_key, seal
 
@@ -50,6 +52,14 @@ class SealedKeys(BaseModel):
     commitment: str
 
 
+def _reading(session: Session) -> Session:
+    """`session`, its transaction begun read-only (on SQLite: not behind the write lock) unless
+    it already runs one. For the buyers' reads: order pages, their acknowledgements, wallets."""
+    if not session.in_transaction():
+        session.connection(execution_options=READ_ONLY)
+    return session
+
+
 def _by_id(session: Session, chain_order_id: str) -> ShopOrder | None:
     return session.exec(select(ShopOrder).where(ShopOrder.chain_order_id == chain_order_id.lower())).first()
 
@@ -68,14 +78,15 @@ def _wallet_opens(order: ShopOrder | None, chain_order_id: str, address: str) ->
 
 
 def order_for_token(session: Session, chain_order_id: str, access_token: str) -> ShopOrder:
-    return _token_opens(_by_id(session, chain_order_id), chain_order_id, access_token)
+    return _token_opens(_by_id(_reading(session), chain_order_id), chain_order_id, access_token)
 
 
 def order_for_wallet(session: Session, chain_order_id: str, address: str) -> ShopOrder:
-    return _wallet_opens(_by_id(session, chain_order_id), chain_order_id, address)
+    return _wallet_opens(_by_id(_reading(session), chain_order_id), chain_order_id, address)
 
 
 def wallet_orders(session: Session, address: str) -> list[OrderState]:
+    _reading(session)
     rows = session.exec(
         select(ShopOrder)
         .where(col(ShopOrder.payer) == to_checksum_address(address))
@@ -104,18 +115,40 @@ class KeyRead:
         return "token" if self.order_token is not None else "wallet"
 
 
-def _sealed(session: Session, vault: Vault, read: KeyRead, found: ShopOrder | None) -> SealedKeys:
+def _opened(read: KeyRead, found: ShopOrder | None) -> tuple[ShopOrder, bytes]:
+    """The order `read`'s proof opens, delivered, and the public key to seal to; or the refusal."""
     if read.order_token is not None:
         order = _token_opens(found, read.order, read.order_token)
     else:
         order = _wallet_opens(found, read.order, read.wallet or "")
     if order.status != OrderStatus.DELIVERED or order.salt is None or order.commitment is None:
         raise OrderNotDeliveredError(f"order {order.chain_order_id} is {order.status.value}, not delivered")
-    recipient = parse_public_key(read.public_key)
-    keys = vault.delivered_keys(session, order)
+    return order, parse_public_key(read.public_key)
+
+
+def _ciphertexts(session: Session, order_ids: set[int]) -> dict[int, list[bytes]]:
+    """The card keys handed out to each order, encrypted, in line order (`Delivery.line_no`: the
+    order their commitment was computed in), for a batch of orders in one query."""
+    found: dict[int, list[bytes]] = {order_id: [] for order_id in order_ids}
+    if order_ids:
+        rows = session.connection().execute(
+            select(col(Delivery.order_id), col(CardKey.ciphertext))
+            .join(CardKey, col(Delivery.card_key_id) == col(CardKey.id))
+            .where(col(Delivery.order_id).in_(order_ids))
+            .order_by(col(Delivery.order_id), col(Delivery.line_no))
+        )
+        for order_id, ciphertext in rows:
+            found[order_id].append(ciphertext)
+    return found
+
+
+def _sealed(
+    session: Session, vault: Vault, order: ShopOrder, recipient: bytes, ciphertexts: list[bytes]
+) -> SealedKeys:
+    keys = [vault.decrypt(session, order.product_id, ciphertext) for ciphertext in ciphertexts]
     box = seal(json.dumps(keys).encode(), recipient, order_aad(order.chain_order_id))
-    assert order.id is not None
-    session.add(KeyAccess(order_id=order.id, via=read.via))
+    assert order.salt is not None
+    assert order.commitment is not None
     return SealedKeys(
         order=order.chain_order_id, box=box.to_json(), salt=order.salt, commitment=order.commitment
     )
@@ -126,7 +159,9 @@ def seal_orders(engine: Engine, vault: Vault, reads: list[KeyRead]) -> list[Seal
     such order, not delivered, an unusable public key, a key the vault cannot open). Every read
     handed out is logged as one `KeyAccess`, all of a batch in one transaction, committed before any
     box is returned. A batch because the keys are asked for in crowds: a block's deliveries reach
-    their pages at once; their orders are read in one query."""
+    their pages at once; their orders are read in one query, their keys in another, and their
+    `KeyAccess` rows written in one statement. A key is read only for an order this transaction
+    sees delivered, that is after its delivery committed."""
     outcomes: list[SealedKeys | LiandongError] = []
     with Session(engine) as session:
         wanted = {read.order.lower() for read in reads}
@@ -134,11 +169,31 @@ def seal_orders(engine: Engine, vault: Vault, reads: list[KeyRead]) -> list[Seal
             order.chain_order_id: order
             for order in session.exec(select(ShopOrder).where(col(ShopOrder.chain_order_id).in_(wanted)))
         }
+        opened: list[tuple[ShopOrder, bytes] | LiandongError] = []
         for read in reads:
             try:
-                outcomes.append(_sealed(session, vault, read, found.get(read.order.lower())))
+                opened.append(_opened(read, found.get(read.order.lower())))
             except LiandongError as refused:  # this read's alone: the others still go out
+                opened.append(refused)
+        ciphertexts = _ciphertexts(
+            session, {entry[0].id for entry in opened if not isinstance(entry, LiandongError) and entry[0].id}
+        )
+        accesses: list[dict[str, Any]] = []
+        accessed_at = utcnow()
+        for read, entry in zip(reads, opened, strict=True):
+            if isinstance(entry, LiandongError):
+                outcomes.append(entry)
+                continue
+            order, recipient = entry
+            assert order.id is not None
+            try:
+                outcomes.append(_sealed(session, vault, order, recipient, ciphertexts[order.id]))
+            except LiandongError as refused:
                 outcomes.append(refused)
+                continue
+            accesses.append({"order_id": order.id, "via": read.via, "accessed_at": accessed_at})
+        if accesses:
+            session.connection().execute(insert(KeyAccess), accesses)
         session.commit()
     return outcomes
 
@@ -146,7 +201,7 @@ def seal_orders(engine: Engine, vault: Vault, reads: list[KeyRead]) -> list[Seal
 def keys_were_read(session: Session, chain_order_id: str) -> bool:
     """The order is delivered and its sealed keys were fetched: what an order page's
     acknowledgement must be backed by before the in-site channel counts it."""
-    order = _by_id(session, chain_order_id)
+    order = _by_id(_reading(session), chain_order_id)
     if order is None or order.status != OrderStatus.DELIVERED or order.id is None:
         return False
     read = session.exec(select(KeyAccess.id).where(KeyAccess.order_id == order.id).limit(1)).first()

@@ -106,19 +106,23 @@ def history_start(session: Session, chain_id: int) -> int:
     return checkpoint.block_number + 1 if checkpoint is not None else 0
 
 
-def _settlement_lag(session: Session, settings: Settings) -> SettlementLag:
+def _settlement_lag(session: Session, settings: Settings, chain_id: int) -> SettlementLag:
+    """The deliveries of `chain_id` not recorded on its escrow yet."""
     oldest = session.exec(
         select(func.min(ShopOrder.delivered_at)).where(
-            ShopOrder.status == OrderStatus.DELIVERED, col(ShopOrder.committed_at).is_(None)
+            ShopOrder.chain_id == chain_id,
+            ShopOrder.status == OrderStatus.DELIVERED,
+            col(ShopOrder.committed_at).is_(None),
         )
     ).one()
     found = stats.alerts(
         session,
         settlement_lag_seconds=settings.settlement_lag_alert_seconds,
         balance_batches=settings.operator_balance_alert_batches,
+        chain_id=chain_id,
     )
     return SettlementLag(
-        waiting=stats.backlog(session).deliveries_to_record,
+        waiting=stats.backlog(session, chain_id).deliveries_to_record,
         oldest_seconds=None if oldest is None else (as_utc() - as_utc(oldest)).total_seconds(),
         alert_seconds=settings.settlement_lag_alert_seconds,
         lagging=sum(alert.count for alert in found if alert.kind == stats.AlertKind.SETTLEMENT_LAG),
@@ -134,7 +138,7 @@ def read_funds(
     operator = Account.from_key(operator_key).address
     with Session(engine) as session:
         from_block = history_start(session, domain.chain_id)
-        lag = _settlement_lag(session, settings)
+        lag = _settlement_lag(session, settings, domain.chain_id)
         status = session.get(OperatorStatus, (domain.chain_id, operator))
     with JsonRpc(rpc_url, RPC_TIMEOUT) as rpc:
         report = books_at_head(rpc, domain.verifying_contract, from_block)

@@ -17,11 +17,12 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, Integer, bindparam, insert
 from sqlmodel import Session, and_, col, func, select
 
 from liandong.chain.escrow import MIN_DELIVERY_WINDOW
@@ -68,25 +69,48 @@ class SoldOutError(ConflictError, OrderError):
     """Not enough keys left for the quantity asked."""
 
 
-def _keys_left(session: Session, product_id: int, enough: int) -> int:
-    """Free keys of the product, counted only up to `enough` (a bounded scan, not a full count).
+_FREE_KEYS = select(func.count()).select_from(
+    select(CardKey.id)
+    .where(CardKey.product_id == bindparam("product"), col(CardKey.order_id).is_(None))
+    .order_by(col(CardKey.id).desc())
+    .limit(bindparam("enough", type_=Integer))
+    .subquery()
+)
+"""Free keys of a product, counted only up to `enough` (a bounded scan, not a full count).
 
-    Newest first: deliveries take the oldest keys (lowest ids), so the free ones are at the top
-    and the scan stops after `enough` of them, however many were sold below them (oldest first, it
-    would step over every sold key of the product on each quote)."""
-    free = (
-        select(CardKey.id)
-        .where(CardKey.product_id == product_id, col(CardKey.order_id).is_(None))
-        .order_by(col(CardKey.id).desc())
-        .limit(enough)
-        .subquery()
-    )
-    return session.exec(select(func.count()).select_from(free)).one()
+Newest first: deliveries take the oldest keys (lowest ids), so the free ones are at the top and the
+scan stops after `enough` of them, however many were sold below them (oldest first, it would step
+over every sold key of the product on each quote). Built once: a quote's statements are Core
+statements made at import, so a quote pays for neither building nor ORM-compiling them."""
+
+
+def _keys_left(connection: Connection, product_id: int, enough: int) -> int:
+    return int(connection.execute(_FREE_KEYS, {"product": product_id, "enough": enough}).scalar_one())
+
+
+@dataclass(frozen=True)
+class QuotedOrder:
+    """The order row a quote stored, as written (status `quoted`): what its caller reads back."""
+
+    id: int
+    chain_order_id: str
+    chain_id: int
+    product_id: int
+    quantity: int
+    token: str
+    amount: str
+    buyer: str | None
+    email: str | None
+    phone: str | None
+    quote_signature: str
+    quote_expiry: int
+    delivery_deadline: int
+    status: OrderStatus = OrderStatus.QUOTED
 
 
 @dataclass(frozen=True)
 class IssuedQuote:
-    order: ShopOrder
+    order: QuotedOrder
     quote: Quote
     signature: bytes
     access_token: str
@@ -123,22 +147,32 @@ class _Terms:
     """The unit price in the asked token; None when the product has none in it."""
 
 
-def _terms(session: Session, product_id: int, chain_id: int, token: str) -> _Terms | None:
-    """The product's listing and its price in `token` on `chain_id`, in one query; None for no
-    such product."""
-    priced = and_(
-        ProductPrice.product_id == Product.id, ProductPrice.chain_id == chain_id, ProductPrice.token == token
+_TERMS = (
+    select(Product.active, ProductPrice.amount)
+    .select_from(Product)
+    .outerjoin(
+        ProductPrice,
+        and_(
+            ProductPrice.product_id == Product.id,
+            ProductPrice.chain_id == bindparam("chain"),
+            ProductPrice.token == bindparam("token"),
+        ),
     )
-    row = session.exec(
-        select(Product.active, ProductPrice.amount)
-        .select_from(Product)
-        .outerjoin(ProductPrice, priced)
-        .where(Product.id == product_id)
-    ).first()
+    .where(Product.id == bindparam("product"))
+)
+"""The product's listing and its price in a token on a chain, in one query."""
+
+_INSERT_ORDERS = insert(ShopOrder).returning(col(ShopOrder.id), sort_by_parameter_order=True)
+"""A batch's orders in one statement (executemany with RETURNING: each row's id, in order)."""
+
+
+def _terms(connection: Connection, product_id: int, chain_id: int, token: str) -> _Terms | None:
+    """The product's listing and its price in `token` on `chain_id`; None for no such product."""
+    row = connection.execute(_TERMS, {"product": product_id, "chain": chain_id, "token": token}).first()
     if row is None:
         return None
     active, amount = row
-    return _Terms(active, None if amount is None else int(amount))
+    return _Terms(bool(active), None if amount is None else int(amount))
 
 
 def _priced(ask: QuoteAsk, terms: _Terms | None, free: int) -> int:
@@ -184,16 +218,18 @@ def create_quotes(
     one count up to the largest quantity asked answers them all.
     """
     issued_at = int(time.time()) if now is None else now
+    connection = session.connection()
     terms: dict[tuple[int, int, str], _Terms | None] = {}
     wanted: dict[int, int] = {}
     for ask in asks:
         wanted[ask.product_id] = max(wanted.get(ask.product_id, 0), ask.quantity)
         if (ask.product_id, ask.chain_id, ask.token) not in terms:
             terms[ask.product_id, ask.chain_id, ask.token] = _terms(
-                session, ask.product_id, ask.chain_id, ask.token
+                connection, ask.product_id, ask.chain_id, ask.token
             )
     free: dict[int, int] = {}
-    outcomes: list[IssuedQuote | OrderError] = []
+    outcomes: list[tuple[dict[str, Any], Quote, bytes, str] | OrderError] = []
+    rows: list[dict[str, Any]] = []
     for ask in asks:
         signer = signers.get(ask.chain_id)
         if signer is None:
@@ -201,7 +237,7 @@ def create_quotes(
             continue
         found = terms[ask.product_id, ask.chain_id, ask.token]
         if found is not None and found.active and ask.product_id not in free:
-            free[ask.product_id] = _keys_left(session, ask.product_id, wanted[ask.product_id])
+            free[ask.product_id] = _keys_left(connection, ask.product_id, wanted[ask.product_id])
         try:
             amount = _priced(ask, found, free.get(ask.product_id, 0))
         except OrderError as refused:
@@ -219,29 +255,36 @@ def create_quotes(
         )
         signature = sign_quote(quote, signer.domain, signer.operator_key)
         access_token = secrets.token_urlsafe(24)
-        order = ShopOrder(
-            chain_order_id="0x" + quote.order_id.hex(),
-            chain_id=ask.chain_id,
-            product_id=ask.product_id,
-            quantity=ask.quantity,
-            token=ask.token,
-            amount=str(quote.amount),
-            buyer=ask.buyer,
-            email=ask.email,
-            phone=ask.phone,
-            quote_signature="0x" + signature.hex(),
-            quote_expiry=quote.expiry,
-            delivery_deadline=quote.delivery_deadline,
-            access_token_hash=token_hash(access_token),
-        )
-        session.add(order)
-        outcomes.append(IssuedQuote(order, quote, signature, access_token))
-    session.flush()  # one INSERT for the batch; the rows get their ids
-    for outcome in outcomes:
-        if isinstance(outcome, IssuedQuote):
-            session.expunge(outcome.order)  # complete as flushed: the commit need not expire it
+        row: dict[str, Any] = {
+            "chain_order_id": "0x" + quote.order_id.hex(),
+            "chain_id": ask.chain_id,
+            "product_id": ask.product_id,
+            "quantity": ask.quantity,
+            "token": ask.token,
+            "amount": str(quote.amount),
+            "buyer": ask.buyer,
+            "email": ask.email,
+            "phone": ask.phone,
+            "quote_signature": "0x" + signature.hex(),
+            "quote_expiry": quote.expiry,
+            "delivery_deadline": quote.delivery_deadline,
+            "access_token_hash": token_hash(access_token),
+        }
+        rows.append(row)
+        outcomes.append((row, quote, signature, access_token))
+    inserted = connection.execute(_INSERT_ORDERS, rows).scalars().all() if rows else []
+    ids = iter(cast("Sequence[int]", inserted))  # a primary key RETURNING gives: never None
+    # Committed before any signature leaves this function: every quote the escrow can accept has
+    # its row (and the hash of its access token) in the store first.
     session.commit()
-    return outcomes
+    return [
+        outcome if isinstance(outcome, OrderError) else _issued(next(ids), *outcome) for outcome in outcomes
+    ]
+
+
+def _issued(order_id: int, row: dict[str, Any], quote: Quote, signature: bytes, token: str) -> IssuedQuote:
+    shown = {name: value for name, value in row.items() if name != "access_token_hash"}
+    return IssuedQuote(QuotedOrder(id=order_id, **shown), quote, signature, token)
 
 
 def create_quote(
@@ -294,6 +337,9 @@ class Batched(Generic[Ask, Answer]):
         self._write = write
         self._asked: list[tuple[Ask, asyncio.Future[Answer]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batched")
+        """The batches' own thread: a batch never queues behind other work (the order pages'
+        reads, their acknowledgements) in the event loop's shared executor."""
 
     async def __call__(self, ask: Ask) -> Answer:
         """The answer to `ask` once its batch is committed; its refusal raised."""
@@ -307,7 +353,9 @@ class Batched(Generic[Ask, Answer]):
         while self._asked:
             batch, self._asked = self._asked[:MAX_BATCH], self._asked[MAX_BATCH:]
             try:
-                outcomes = await asyncio.to_thread(self._write, [ask for ask, _ in batch])
+                outcomes = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._write, [ask for ask, _ in batch]
+                )
             except Exception as failed:  # the store failed: every request of the batch answers it
                 for _, answer in batch:
                     if not answer.done():

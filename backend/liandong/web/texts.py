@@ -17,6 +17,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "quantity": ("Quantity", "数量"),
     "amount": ("Amount", "金额"),
     "network": ("Network", "网络"),
+    "payment": ("Payment", "付款交易"),
     "status": ("Status", "状态"),
     "orders": ("Orders", "订单数"),
     "nothing_to_show": ("Nothing to show.", "暂无数据。"),
@@ -55,6 +56,27 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "step_delivered": ("Delivered", "已发货"),
     "confirmations_count": ("{n} of {required}", "{n}/{required}"),
     "confirmations_eta": ("{n} of {required}, about {seconds} s", "{n}/{required}，约 {seconds} 秒"),
+    # a tag policy: the payment's block must get under the chain's "safe" / "finalized" block
+    "confirmations_safe": ("Waiting for the safe block", "等待安全（safe）区块"),
+    "confirmations_safe_eta": (
+        "Waiting for the safe block, about {seconds} s",
+        "等待安全（safe）区块，约 {seconds} 秒",
+    ),
+    "confirmations_safe_eta_minutes": (
+        "Waiting for the safe block, about {minutes} min",
+        "等待安全（safe）区块，约 {minutes} 分钟",
+    ),
+    "confirmations_safe_reached": ("Under the safe block", "已在安全（safe）区块之下"),
+    "confirmations_finalized": ("Waiting for the finalized block", "等待最终确定（finalized）区块"),
+    "confirmations_finalized_eta": (
+        "Waiting for the finalized block, about {seconds} s",
+        "等待最终确定（finalized）区块，约 {seconds} 秒",
+    ),
+    "confirmations_finalized_eta_minutes": (
+        "Waiting for the finalized block, about {minutes} min",
+        "等待最终确定（finalized）区块，约 {minutes} 分钟",
+    ),
+    "confirmations_finalized_reached": ("Under the finalized block", "已在最终确定（finalized）区块之下"),
     "status_quoted": ("Waiting for your payment.", "等待您付款。"),
     "status_paid": ("Payment seen on-chain; waiting for confirmations.", "已在链上收到付款，等待区块确认。"),
     "status_confirmed": ("Payment confirmed; your keys are being handed out.", "付款已确认，正在发放卡密。"),
@@ -342,6 +364,13 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Payments resumed in transaction {hash} (block {block}).",
         "已恢复收款，交易 {hash}（区块 {block}）。",
     ),
+    # ------------------------------------------------------------ dashboard: figures by network (issue 14)
+    "by_network": ("By network", "按网络"),
+    "efficiency_by_network": ("Delivery efficiency and backlog by network", "各网络的发货效率与积压"),
+    "awaiting_confirmations": ("Awaiting confirmations", "等待确认"),
+    "awaiting_keys": ("Awaiting keys", "等待发卡"),
+    "deliveries_to_record": ("Deliveries to record on-chain", "待上链的发货"),
+    "refunds_to_send": ("Refunds to send", "待发送的退款"),
 }
 
 LANGUAGES = ("en", "zh")

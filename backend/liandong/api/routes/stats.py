@@ -1,7 +1,9 @@
 """The efficiency board's figures: latency, sales, the abnormal delivery log, stock, A/B results.
 
 No `from __future__ import annotations` here: FastAPI reads the route signatures at run time.
-`since`/`until` bound a half-open window (default: the last 24 hours; at most 366 days).
+`since`/`until` bound a half-open window (default: the last 24 hours; at most 366 days). A shop on
+several chains gets the efficiency board, its backlog and alerts, and the sales broken down by chain
+too (`by_chain`, each chain named by its network; revenue per (chain, token)).
 
 """
 
@@ -31,7 +33,8 @@ def _window(since: datetime | None, until: datetime | None) -> tuple[datetime, d
 def efficiency(
     context: Shop, _: StatsRead, since: Since = None, until: Until = None, threshold: Threshold = None
 ) -> stats.Efficiency:
-    """Pay→delivery p50/p95/p99, the share under the threshold (alert under 99 %), a histogram."""
+    """Pay→delivery p50/p95/p99, the share under the threshold (alert under 99 %), a histogram,
+    the shop's alerts and backlog; the same per chain in `by_chain`."""
     start, end = _window(since, until)
     with context.session() as session:
         return stats.efficiency(
@@ -46,7 +49,8 @@ def efficiency(
 
 @router.get("/sales", responses={422: {}})
 def sales(context: Shop, _: StatsRead, since: Since = None, until: Until = None) -> stats.Sales:
-    """Orders and revenue by hour, product and token (amounts in base units, as strings)."""
+    """Orders and revenue by hour, product, chain and (chain, token) (amounts in base units, as
+    strings)."""
     start, end = _window(since, until)
     with context.session() as session:
         return stats.sales(session, start, end)

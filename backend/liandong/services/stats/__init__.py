@@ -6,7 +6,9 @@ log), `stock` (stock levels), `pending` (the backlog the node owes) and `variant
 templates' A/B results); `window` holds the time window they cover and the pieces several of them
 share. Counting and grouping run in the database; what SQL cannot do the same way on SQLite and
 PostgreSQL runs in Python over the window's rows: percentiles, time differences, and sums of token
-amounts, which are decimal strings of up to 256 bits. Everything is imported from here.
+amounts, which are decimal strings of up to 256 bits. A shop serving several chains gets each
+figure broken down by chain too (`by_chain`, revenue per (chain, token)), every chain named by its
+network. Everything is imported from here.
 """
 
 from liandong.core.figures import PERCENTILES, percentile
@@ -17,17 +19,18 @@ from liandong.services.stats.abnormal import (
     AttemptsSummary,
     abnormal_deliveries,
 )
-from liandong.services.stats.alerting import ANOMALY_ALERT_WINDOW, Alert, AlertKind, alerts
+from liandong.services.stats.alerting import ANOMALY_ALERT_WINDOW, Alert, AlertKind, ChainCount, alerts
 from liandong.services.stats.latency import (
     HISTOGRAM_EDGES,
     TARGET_SHARE,
+    ChainEfficiency,
     Efficiency,
     HistogramBucket,
     LatencySummary,
     efficiency,
 )
-from liandong.services.stats.pending import Backlog, backlog
-from liandong.services.stats.revenue import HourSales, ProductSales, Sales, TokenSales, sales
+from liandong.services.stats.pending import Backlog, ChainBacklog, backlog
+from liandong.services.stats.revenue import ChainSales, HourSales, ProductSales, Sales, TokenSales, sales
 from liandong.services.stats.stock import StockLevel, stock_levels
 from liandong.services.stats.variants import TemplateResult, TemplateResults, template_results
 from liandong.services.stats.window import (
@@ -35,6 +38,7 @@ from liandong.services.stats.window import (
     MAX_WINDOW,
     REFUND_STATUSES,
     WindowError,
+    network_name,
     resolve_window,
 )
 
@@ -53,6 +57,10 @@ __all__ = [
     "AlertKind",
     "AttemptsSummary",
     "Backlog",
+    "ChainBacklog",
+    "ChainCount",
+    "ChainEfficiency",
+    "ChainSales",
     "Efficiency",
     "HistogramBucket",
     "HourSales",
@@ -68,6 +76,7 @@ __all__ = [
     "alerts",
     "backlog",
     "efficiency",
+    "network_name",
     "percentile",
     "resolve_window",
     "sales",

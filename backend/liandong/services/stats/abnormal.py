@@ -2,7 +2,7 @@
 
 Failed or repeated notices, slow deliveries, refunds, anomalies. Slowness needs a time difference,
 which SQLite and PostgreSQL spell differently, so the reasons are judged in Python over one grouped
-query; the attempts are summarised only for the orders shown.
+query; the attempts are summarised only for the orders shown. Each entry names its chain's network.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlmodel import Session, col, func, select
 from liandong.services.stats.window import (
     DEFAULT_THRESHOLD_SECONDS,
     REFUND_STATUSES,
+    network_name,
     paid_in,
     paid_time,
     resolve_window,
@@ -53,6 +54,9 @@ class AttemptsSummary(BaseModel):
 class AbnormalDelivery(BaseModel):
     order: str
     """The chain's order id."""
+    chain_id: int
+    network: str
+    """The chain's network name ("Base"), from the chain profiles."""
     product_id: int
     status: OrderStatus
     paid_at: datetime
@@ -78,6 +82,7 @@ class AbnormalLog(BaseModel):
 class _Candidate:
     id: int
     order: str
+    chain_id: int
     product_id: int
     status: OrderStatus
     paid_at: datetime
@@ -113,6 +118,7 @@ def _candidates(session: Session, start: datetime, end: datetime, threshold: flo
         sql_select(
             col(ShopOrder.id),
             col(ShopOrder.chain_order_id),
+            col(ShopOrder.chain_id),
             col(ShopOrder.product_id),
             col(ShopOrder.status),
             paid_time(),
@@ -128,7 +134,21 @@ def _candidates(session: Session, start: datetime, end: datetime, threshold: flo
         .group_by(col(ShopOrder.id))
     )
     found = []
-    for order_id, order, product_id, status, paid, block, delivered, refund, anomaly, tries, failures in rows:
+    for row in rows:
+        (
+            order_id,
+            order,
+            chain_id,
+            product_id,
+            status,
+            paid,
+            block,
+            delivered,
+            refund,
+            anomaly,
+            tries,
+            failures,
+        ) = row
         latency = seconds_between(block, delivered) if block and delivered else None
         reasons = _reasons(status, latency, tries, int(failures), threshold, anomaly)
         if reasons and order_id is not None:
@@ -136,6 +156,7 @@ def _candidates(session: Session, start: datetime, end: datetime, threshold: flo
                 _Candidate(
                     order_id,
                     order,
+                    chain_id,
                     product_id,
                     status,
                     as_utc(paid),
@@ -190,6 +211,8 @@ def abnormal_deliveries(
     entries = [
         AbnormalDelivery(
             order=candidate.order,
+            chain_id=candidate.chain_id,
+            network=network_name(candidate.chain_id),
             product_id=candidate.product_id,
             status=candidate.status,
             paid_at=candidate.paid_at,

@@ -4,7 +4,8 @@ Each figure covers a window, by default the last 24 hours, resolved here once an
 all of them. What SQL cannot do the same way on SQLite and PostgreSQL runs in Python over the
 window's rows. The pieces several figures need live here: when an order was paid and which orders
 were paid in the window, a time difference that clock skew cannot make negative, a rate that is
-None without a whole, the latency threshold's default.
+None without a whole, the latency threshold's default, and a chain's network name (figures broken
+down by chain name their network, never a bare chain id).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement
 from sqlmodel import col, func
 
+from liandong.chain.profiles import load_profiles
 from liandong.core.errors import InvalidError
 from liandong.store.models import OrderStatus, ShopOrder, as_utc, utcnow
 
@@ -63,3 +65,9 @@ def paid_in(start: datetime, end: datetime) -> tuple[ColumnElement[bool], ...]:
 
 def rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
+
+
+def network_name(chain_id: int) -> str:
+    """The chain's network as its profile names it ("Base"), else "Chain <id>" (a private chain)."""
+    known = load_profiles().get(chain_id)
+    return known.name if known is not None else f"Chain {chain_id}"

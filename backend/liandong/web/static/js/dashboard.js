@@ -1,8 +1,11 @@
 // The merchant dashboard: login, the live order feed with refunds and resends, the efficiency
 // board, sales charts, stock with live deltas, key import with progress, the abnormal delivery
-// log and the A/B results of the message templates.
+// log and the A/B results of the message templates. A shop on several chains gets the board, the
+// backlog, the alerts and the sales broken down by network (`dashboard_chains.js`), amounts always
+// with the tokens of their own chain.
 import { ApiError, api, liveSocket, sleep } from "./api.js";
 import { draw } from "./charts.js";
+import { chains, networkOf, severalChains, tokenLabel } from "./dashboard_chains.js";
 import { mountFunds } from "./funds.js";
 import { onLanguageChange, setText, t } from "./i18n.js";
 import { formatAmount, tokenInfo, units } from "./tokens.js";
@@ -79,16 +82,20 @@ function renderEfficiency(board) {
     };
     setText($("latency-alert"), "latency_alert", vars);
   }
-  // Settlement lag, operator balance, anomalies: each in the page's language, with its count.
+  // Settlement lag, operator balance, anomalies: each in the page's language, with its count (and
+  // on several chains the networks it concerns).
   const alerts = board.alerts ?? [];
   $("shop-alerts").hidden = alerts.length === 0;
   $("shop-alerts").replaceChildren(
     ...alerts.map((alert) => {
       const item = document.createElement("li");
-      setText(item, `alert_${alert.kind}`, { count: alert.count });
+      item.append(translated(`alert_${alert.kind}`, { count: alert.count }));
+      const networks = alertNetworks(alert);
+      if (severalChains && networks) item.append(` (${networks})`);
       return item;
     }),
   );
+  renderChainBoard(board);
   const labels = board.histogram.map((bucket) =>
     bucket.high === null ? `> ${bucket.low} s` : `≤ ${bucket.high} s`,
   );
@@ -98,6 +105,54 @@ function renderEfficiency(board) {
     labels,
     [{ label: t("orders"), data: board.histogram.map((bucket) => bucket.count) }],
     COUNTS,
+  );
+}
+
+/** The networks an alert concerns: "Base 2, Polygon PoS 1", or the operator key's network. */
+function alertNetworks(alert) {
+  const counts = alert.by_chain ?? [];
+  if (counts.length) return counts.map((chain) => `${networkOf(chain.chain_id)} ${chain.count}`).join(", ");
+  return alert.chain_id == null ? "" : networkOf(alert.chain_id);
+}
+
+/** Every chain the shop serves, then any other the figures name: each one's row, or `empty`'s. */
+function everyChain(rows, empty) {
+  const found = new Map(rows.map((row) => [row.chain_id, row]));
+  const served = chains.map((chain) => found.get(chain.id) ?? { ...empty, chain_id: chain.id });
+  return [...served, ...rows.filter((row) => !chains.some((chain) => chain.id === row.chain_id))];
+}
+
+const NO_LATENCY = { count: 0, p50: null, p95: null, p99: null, max: null };
+const NO_BACKLOG = {
+  awaiting_confirmations: 0,
+  awaiting_keys: 0,
+  deliveries_to_record: 0,
+  refunds_to_send: 0,
+};
+const IDLE_CHAIN = { payment_to_delivery: NO_LATENCY, share_within: null, alert: false, backlog: NO_BACKLOG };
+
+/** The board and the backlog per network, shown when the shop serves several chains. */
+function renderChainBoard(board) {
+  $("chain-board").hidden = !severalChains;
+  if (!severalChains) return;
+  setText($("chains-threshold"), "within_threshold", { seconds: board.threshold_seconds });
+  fillTable(
+    "chains-efficiency",
+    everyChain(board.by_chain ?? [], IDLE_CHAIN).map((chain) => ({
+      className: chain.alert ? "low" : "",
+      cells: [
+        networkOf(chain.chain_id),
+        seconds(chain.payment_to_delivery.p50),
+        seconds(chain.payment_to_delivery.p95),
+        seconds(chain.payment_to_delivery.p99),
+        percent(chain.share_within),
+        String(chain.payment_to_delivery.count),
+        String(chain.backlog.awaiting_confirmations),
+        String(chain.backlog.awaiting_keys),
+        String(chain.backlog.deliveries_to_record),
+        String(chain.backlog.refunds_to_send),
+      ],
+    })),
   );
 }
 
@@ -117,9 +172,13 @@ function renderSales(sales) {
     [{ label: t("orders"), data: sales.by_hour.map((hour) => hour.orders) }],
     COUNTS,
   );
-  const revenue = sales.by_token.map(({ token }) => ({
-    label: tokenInfo(token).symbol,
-    data: sales.by_hour.map((hour) => Number(units(hour.revenue[token] ?? "0", token))),
+  // One line per (chain, token): a token address means something only with its chain.
+  const revenue = sales.by_token.map(({ chain_id: chain, token }) => ({
+    label: tokenLabel(token, chain),
+    data: sales.by_hour.map((hour) => {
+      const amounts = hour.revenue_by_chain?.[String(chain)] ?? hour.revenue;
+      return Number(units(amounts[token] ?? "0", token, chain));
+    }),
   }));
   draw("revenue-chart", "line", hours, revenue);
   const products = sales.by_product;
@@ -137,20 +196,36 @@ function renderSales(sales) {
   draw(
     "tokens-chart",
     "doughnut",
-    tokens.map(({ token }) => tokenInfo(token).symbol),
+    tokens.map(({ chain_id: chain, token }) => tokenLabel(token, chain)),
     [{ label: t("orders"), data: tokens.map((token) => token.orders) }],
   );
   fillTable(
     "tokens",
     tokens.map((row) => ({
       cells: [
-        tokenInfo(row.token).symbol,
+        networkOf(row.chain_id),
+        tokenOnChain(row.token, row.chain_id),
         String(row.orders),
-        formatAmount(row.revenue, row.token),
-        formatAmount(row.refunded, row.token),
+        formatAmount(row.revenue, row.token, row.chain_id),
+        formatAmount(row.refunded, row.token, row.chain_id),
       ],
     })),
   );
+  $("chain-sales").hidden = !severalChains;
+  if (severalChains) {
+    fillTable(
+      "chains-sales",
+      everyChain(sales.by_chain ?? [], { orders: 0, units: 0 }).map((chain) => ({
+        cells: [networkOf(chain.chain_id), String(chain.orders), String(chain.units)],
+      })),
+    );
+  }
+}
+
+/** A token's symbol, its address in the tooltip (the same symbol may be two tokens on two chains). */
+function tokenOnChain(token, chainId) {
+  const symbol = tokenInfo(token, chainId).symbol;
+  return Object.assign(document.createElement("span"), { textContent: symbol, title: token });
 }
 
 // ------------------------------------------------------------------ stock and import
@@ -277,7 +352,8 @@ function renderOrders() {
           title: order.order,
         }),
         productName(order.product_id),
-        formatAmount(order.amount, order.token),
+        networkOf(order.chain_id),
+        formatAmount(order.amount, order.token, order.chain_id),
         translated(`state_${order.status}`),
         orderActions(order),
       ],
@@ -294,6 +370,7 @@ function applyOrderEvent(event) {
       .filter((name) => name in event)
       .map((name) => [name, event[name]]),
   );
+  if (event.chain_id !== undefined) fields.chain_id = event.chain_id;
   const order = {
     ...(known ?? { order: event.order, created_at: new Date().toISOString() }),
     ...fields,
@@ -305,8 +382,8 @@ function applyOrderEvent(event) {
     orders.clear();
     for (const [id, value] of [[event.order, order], ...rest]) orders.set(id, value);
   }
-  if (order.amount !== undefined) renderOrders();
-  else loadOrders(); // an order quoted since the list was read: its terms come with the list
+  if (order.amount !== undefined && order.chain_id !== undefined) renderOrders();
+  else loadOrders(); // an order quoted since the list was read: its terms (and chain) come with the list
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(refreshFigures, REFRESH_DELAY_MS);
 }
@@ -352,6 +429,7 @@ function renderAbnormal(log) {
           textContent: shortId(entry.order),
           title: entry.order,
         }),
+        networkOf(entry.chain_id),
         entry.reasons.map((reason) => t(`reason_${reason}`)).join(", "),
         translated(`state_${entry.status}`),
         `${entry.attempts.failed}/${entry.attempts.total}`,

@@ -52,11 +52,11 @@ async function tokenCall(token, name, args) {
   return erc20Abi.decodeFunctionResult(name, data);
 }
 
-function requireBalance(balance, quote) {
+function requireBalance(balance, quote, chainId) {
   if (balance < BigInt(quote.amount)) {
     throw new Problem("too_little_balance", {
-      have: formatAmount(balance, quote.token),
-      need: formatAmount(quote.amount, quote.token),
+      have: formatAmount(balance, quote.token, chainId),
+      need: formatAmount(quote.amount, quote.token, chainId),
     });
   }
 }
@@ -123,18 +123,20 @@ async function signPermit(account, quote, escrow, progress) {
 }
 
 /**
- * Pays a quote from `account`; returns the payment's transaction hash once the wallet sent it.
- * `progress(key)` is told each step, for the page to show ("confirm in your wallet", …).
+ * Pays a quote from `account` to the escrow of `chain` (the page data's, the wallet on it); returns
+ * the payment's transaction hash once the wallet sent it. `progress(key)` is told each step, for
+ * the page to show ("confirm in your wallet", …).
  */
-export async function payQuote({ account, quote, signature, escrow, progress }) {
+export async function payQuote({ account, quote, signature, chain, progress }) {
   if (quoteExpired(quote)) throw new Problem("quote_expired");
+  const escrow = chain.escrow;
   const payment = { from: account, to: escrow };
   if (quote.token === NATIVE) {
-    requireBalance(BigInt(await request("eth_getBalance", [account, "latest"])), quote);
+    requireBalance(BigInt(await request("eth_getBalance", [account, "latest"])), quote, chain.id);
     const data = escrowAbi.encodeFunctionData("pay", [quote, signature]);
     return send({ ...payment, value: toQuantity(BigInt(quote.amount)), data }, progress);
   }
-  requireBalance((await tokenCall(quote.token, "balanceOf", [account]))[0], quote);
+  requireBalance((await tokenCall(quote.token, "balanceOf", [account]))[0], quote, chain.id);
   const [allowance] = await tokenCall(quote.token, "allowance", [account, escrow]);
   if (allowance < BigInt(quote.amount)) {
     const permit = await signPermit(account, quote, escrow, progress);

@@ -5,9 +5,12 @@
 // owner and the payout address are, whether payments are paused and what a withdrawal sends are
 // read through the wallet's own provider. The server holds no owner key and cannot alter what is
 // signed; the escrow's address it gives is shown, for the owner to check against their record.
+// A shop on several chains has an escrow on each: the panel shows one network at a time, picked
+// in its network selector (GET /api/merchant/funds?chain_id=), and the wallet acts on that one.
 import { Interface, getAddress } from "../vendor/ethers.min.js";
 import { api } from "./api.js";
-import { networkName, onLanguageChange, pageData, setText, t } from "./i18n.js";
+import { chainOf, chains, networkOf, severalChains } from "./dashboard_chains.js";
+import { onLanguageChange, setText, t } from "./i18n.js";
 import { NATIVE, formatAmount, tokenInfo } from "./tokens.js";
 import { REJECTED, Problem, connect, request, switchChain, waitForReceipt } from "./wallet.js";
 
@@ -21,7 +24,8 @@ const escrowAbi = new Interface([
   "function pause()",
   "function unpause()",
 ]);
-const escrow = getAddress(pageData.escrow);
+let chosen = chains[0]; // the network the panel shows and the wallet acts on
+const escrow = () => getAddress(chosen.escrow);
 const brief = (shown) => shown.replace(/(\.\d{6})\d+/, "$1"); // a figure, not an exact amount
 const amounts = (book) => [book.held, book.escrowed, book.merchant, book.fees, book.refund_credits];
 let wallet = null; // { account, owner, payout, paused } as last read through the wallet
@@ -50,8 +54,8 @@ function renderBooks(funds) {
       ...funds.tokens.map((book) => {
         const row = document.createElement("tr");
         row.dataset.token = book.token;
-        const shown = amounts(book).map((amount) => formatAmount(amount, book.token));
-        const cells = [tokenInfo(book.token).symbol, ...shown];
+        const shown = amounts(book).map((amount) => formatAmount(amount, book.token, funds.chain_id));
+        const cells = [tokenInfo(book.token, funds.chain_id).symbol, ...shown];
         for (const cell of [...cells, withdrawButton(book)]) row.insertCell().append(cell);
         return row;
       }),
@@ -59,19 +63,20 @@ function renderBooks(funds) {
 }
 
 function render(funds) {
-  const where = { escrow: funds.escrow, chain: networkName(funds.chain_id), block: funds.block };
+  const where = { escrow: funds.escrow, chain: networkOf(funds.chain_id), block: funds.block };
   setText($("funds-escrow"), "funds_escrow", where);
   renderBooks(funds);
   $("funds-findings").hidden = funds.findings.length === 0;
   setText($("funds-findings"), "funds_findings", { findings: funds.findings.join("; ") });
   const gas = funds.operator;
-  $("operator-gas").textContent = brief(formatAmount(gas.balance, NATIVE));
+  const native = (amount) => formatAmount(amount, NATIVE, funds.chain_id);
+  $("operator-gas").textContent = brief(native(gas.balance));
   $("operator-gas").dataset.state = gas.low ? "low" : "";
   $("gas-warning").hidden = !gas.low;
   setText($("gas-warning"), "funds_gas_low", {
     address: gas.address,
-    balance: formatAmount(gas.balance, NATIVE),
-    needed: formatAmount(gas.needed, NATIVE),
+    balance: native(gas.balance),
+    needed: native(gas.needed),
     batches: gas.alert_batches,
   });
   const lag = funds.settlement;
@@ -80,19 +85,41 @@ function render(funds) {
   $("settlement-lag").dataset.state = lag.lagging ? "low" : "";
 }
 
-/** The figures read again (the shop reads the chain at its head). */
+/** The chosen network's figures read again (the shop reads the chain at its head); an answer
+ * for a network no longer chosen is dropped. */
 async function refresh() {
+  const asked = chosen.id;
   try {
-    render(await api("/api/merchant/funds"));
+    const funds = await api(`/api/merchant/funds?chain_id=${asked}`);
+    if (asked === chosen.id) render(funds);
   } catch (error) {
-    say("request_failed", { reason: error.message }, "failed");
+    if (asked === chosen.id) say("request_failed", { reason: error.message }, "failed");
   }
+}
+
+/** Another network picked: its figures, and the wallet read again for that escrow. */
+function choose(chainId) {
+  chosen = chainOf(chainId) ?? chains[0];
+  wallet = null;
+  for (const id of ["funds-account", "funds-message"]) $(id).textContent = "";
+  $("escrow-paused").textContent = "–";
+  $("escrow-paused").dataset.state = "";
+  $("funds-switch").hidden = true;
+  $("funds-books").querySelector("tbody").replaceChildren();
+  return refresh();
+}
+
+function mountSelector() {
+  $("funds-network").hidden = !severalChains;
+  $("funds-chain").replaceChildren(...chains.map((chain) => new Option(networkOf(chain.id), chain.id)));
+  $("funds-chain").value = String(chosen.id);
+  $("funds-chain").addEventListener("change", (event) => choose(Number(event.currentTarget.value)));
 }
 
 // ------------------------------------------------------------------ the owner's wallet
 
 async function view(name, args = []) {
-  const call = { to: escrow, data: escrowAbi.encodeFunctionData(name, args) };
+  const call = { to: escrow(), data: escrowAbi.encodeFunctionData(name, args) };
   return escrowAbi.decodeFunctionResult(name, await request("eth_call", [call, "latest"]))[0];
 }
 
@@ -117,10 +144,10 @@ async function readWallet() {
   const account = getAddress(await connect());
   wallet = { account };
   const current = Number(BigInt(await request("eth_chainId")));
-  $("funds-switch").hidden = current === pageData.chainId;
+  $("funds-switch").hidden = current === chosen.id;
   showWallet();
-  if (current !== pageData.chainId) {
-    const names = { current: networkName(current), expected: networkName(pageData.chainId) };
+  if (current !== chosen.id) {
+    const names = { current: networkOf(current), expected: networkOf(chosen.id) };
     throw new Problem("funds_wrong_network", names);
   }
   const [owner, payout, paused] = await Promise.all([view("owner"), view("payout"), view("paused")]);
@@ -131,7 +158,7 @@ async function readWallet() {
 
 /** Tries the call (eth_call), has the wallet send it and waits until it is mined. */
 async function send(from, name, args = []) {
-  const tx = { from, to: escrow, data: escrowAbi.encodeFunctionData(name, args) };
+  const tx = { from, to: escrow(), data: escrowAbi.encodeFunctionData(name, args) };
   await request("eth_call", [tx, "latest"]);
   say("funds_confirm_in_wallet", {}, "running");
   const hash = await request("eth_sendTransaction", [tx]);
@@ -146,10 +173,11 @@ async function withdraw(token) {
     throw new Problem("funds_not_merchant", { account, owner, payout });
   }
   const amount = await view("merchantBalance", [token]);
-  if (amount === 0n) throw new Problem("funds_nothing", { token: tokenInfo(token).symbol });
+  const on = chosen.id;
+  if (amount === 0n) throw new Problem("funds_nothing", { token: tokenInfo(token, on).symbol });
   const { hash, block } = await send(account, "withdraw", [token]);
-  const left = formatAmount(await view("merchantBalance", [token]), token);
-  say("funds_withdrawn", { amount: formatAmount(amount, token), payout, hash, block, left }, "done");
+  const left = formatAmount(await view("merchantBalance", [token]), token, on);
+  say("funds_withdrawn", { amount: formatAmount(amount, token, on), payout, hash, block, left }, "done");
 }
 
 async function setPaused(paused) {
@@ -182,11 +210,12 @@ export function mountFunds() {
     mounted = true;
     $("funds-refresh").addEventListener("click", refresh);
     $("funds-connect").addEventListener("click", () => act(readWallet));
-    const switched = () => switchChain(pageData.chainId).then(readWallet);
+    const switched = () => switchChain(chosen.id).then(readWallet);
     $("funds-switch").addEventListener("click", () => act(switched));
     $("funds-pause").addEventListener("click", () => act(() => setPaused(true)));
     $("funds-unpause").addEventListener("click", () => act(() => setPaused(false)));
     onLanguageChange(showWallet);
+    mountSelector();
   }
   return refresh();
 }

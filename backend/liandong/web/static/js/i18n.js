@@ -21,6 +21,12 @@ export function t(key, vars = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
 }
 
+/** What the page knows of one of the shop's chains (name, escrow, tokens, block time, …); the
+ * shop's first chain when `chainId` is not given, undefined for a chain the shop does not serve. */
+export function chainData(chainId = pageData.chainId) {
+  return pageData.chains.find((chain) => chain.id === chainId);
+}
+
 /** A network's name from the chain profiles the page carries, else its chain id. */
 export function networkName(chainId) {
   return pageData.chain?.networks?.[String(chainId)] ?? `#${chainId}`;

@@ -1,8 +1,9 @@
 // The buyer's order page: pay with the wallet, watch paid → confirmations n/N → delivered live,
-// then open the keys sealed to this page's key and check them against the escrow's record.
+// then open the keys sealed to this page's key and check them against the escrow's record. All of
+// it on the order's chain (its state's `chain_id`): its escrow, its block time, its explorer.
 import { ApiError, api, liveSocket, sleep } from "./api.js";
 import { commitmentOf, commitmentOnChain, explain, payQuote, quoteExpired } from "./escrow.js";
-import { pageData, setText } from "./i18n.js";
+import { chainData, pageData, setText } from "./i18n.js";
 import { newKeyPair, openSealed } from "./sealed.js";
 import { buyerSession, saveBuyerSession, saveOrder, savedOrder } from "./storage.js";
 import { formatAmount } from "./tokens.js";
@@ -18,6 +19,8 @@ let saved = savedOrder(orderId);
 let status = null;
 let delivered = null; // {keys, salt, commitment} once the box is open
 let retry = null; // what to try again after switching the network
+let chain = null; // the order's chain (its page data), once the order's state said which
+const early = []; // the stream's events that came before the state: shown after it
 
 function proof() {
   if (saved?.token) return { "X-Order-Token": saved.token };
@@ -47,10 +50,24 @@ function clearText(element) {
 // ------------------------------------------------------------------ status
 
 function showSummary(state) {
+  chain = chainData(state.chain_id);
   $("summary-product").textContent = saved?.product ?? `#${state.product_id}`;
   $("summary-quantity").textContent = state.quantity;
-  $("summary-amount").textContent = formatAmount(state.amount, state.token);
+  $("summary-amount").textContent = formatAmount(state.amount, state.token, chain.id);
+  $("summary-network").textContent = chain.name;
+  showPaymentLink();
   $("summary").hidden = false;
+}
+
+/** The payment on the chain's explorer, once its transaction is known (a local chain has none). */
+function showPaymentLink() {
+  const template = chain?.explorer?.tx;
+  const hash = saved?.txHash;
+  $("summary-payment").hidden = !(template && hash);
+  if (!(template && hash)) return;
+  const link = $("payment-link");
+  link.href = template.replace("{hash}", hash);
+  link.textContent = `${hash.slice(0, 10)}…${hash.slice(-8)}`;
 }
 
 /** Moves the page to `next`; a stale answer never moves it back, only a reorg's event does. */
@@ -63,7 +80,8 @@ function showStatus(next, event = {}) {
       step.dataset.step === "delivered" ? next === "delivered" : reached >= RANK[step.dataset.step];
     step.classList.toggle("done", done && !next.startsWith("refund"));
   }
-  if (event.required) showConfirmations(event.confirmations, event.required);
+  if (event.awaiting) showTagWait(event);
+  else if (event.required) showConfirmations(event.confirmations, event.required);
   const opening = next === "delivered" && !delivered?.keys; // never "your keys are below" without them
   setText($("status"), event.reason ? "status_reorged" : opening ? "status_delivered_opening" : `status_${next}`);
   showPayment();
@@ -72,7 +90,7 @@ function showStatus(next, event = {}) {
 
 /** "2 of 12, about 20 s": the wait left, from the chain's typical block time (its profile). */
 function showConfirmations(n, required) {
-  const blockTime = pageData.chain?.blockTime;
+  const blockTime = chain.blockTime;
   const left = required - n;
   if (left > 0 && blockTime) {
     const seconds = Math.max(1, Math.round(left * blockTime));
@@ -80,6 +98,42 @@ function showConfirmations(n, required) {
   } else {
     setText($("confirmations"), "confirmations_count", { n, required });
   }
+}
+
+const TAG_TEXTS = {
+  safe: {
+    wait: "confirmations_safe",
+    eta: "confirmations_safe_eta",
+    etaMinutes: "confirmations_safe_eta_minutes",
+    reached: "confirmations_safe_reached",
+  },
+  finalized: {
+    wait: "confirmations_finalized",
+    eta: "confirmations_finalized_eta",
+    etaMinutes: "confirmations_finalized_eta_minutes",
+    reached: "confirmations_finalized_reached",
+  },
+};
+
+/** A tag policy's wait, "waiting for the safe block, about 40 s": the blocks the chain's safe (or
+ * finalized) block is still below the payment's (`blocks_left`, from the shop's indexer) at the
+ * chain's typical block time; once under it, a large order's blocks on top ("n of N") if any. */
+function showTagWait(event) {
+  const texts = TAG_TEXTS[event.awaiting];
+  if (!texts) return;
+  const element = $("confirmations");
+  const left = event.blocks_left;
+  if (left === 0) {
+    if (event.required && event.confirmations < event.required) {
+      return showConfirmations(event.confirmations, event.required);
+    }
+    return setText(element, texts.reached);
+  }
+  const blockTime = chain.blockTime;
+  if (left == null || !blockTime) return setText(element, texts.wait);
+  const seconds = Math.max(1, Math.round(left * blockTime));
+  if (seconds >= 120) setText(element, texts.etaMinutes, { minutes: Math.round(seconds / 60) });
+  else setText(element, texts.eta, { seconds });
 }
 
 function showPayment() {
@@ -98,6 +152,7 @@ async function refresh() {
     const state = await api(`/api/orders/${orderId}`, { headers, onWait: waiting });
     showSummary(state);
     showStatus(state.status);
+    for (const event of early.splice(0)) onEvent(event);
   } catch (error) {
     if (!(error instanceof ApiError && [401, 404].includes(error.status))) return showProblem(error);
     saved = null; // a token or a session that does not open this order: the wallet may
@@ -109,7 +164,9 @@ async function refresh() {
 function onEvent(event) {
   if (event.type === "ready" && delivered?.keys) live.send({ type: "ack" }); // a reconnect: say it again
   if (event.type !== "order") return;
+  if (!chain) return early.push(event); // the order's state (which chain) is on its way
   if (event.tx_hash && saved) saveOrder(orderId, (saved = { ...saved, txHash: event.tx_hash }));
+  showPaymentLink();
   showStatus(event.status, event);
 }
 
@@ -148,16 +205,11 @@ async function pay() {
   $("pay-button").disabled = true;
   try {
     const account = await wallet.connect();
-    await wallet.requireChain(pageData.chainId);
+    await wallet.requireChain(chain.id);
     const progress = (key) => setText($("activity"), key);
-    const hash = await payQuote({
-      account,
-      quote: saved.quote,
-      signature: saved.signature,
-      escrow: pageData.escrow,
-      progress,
-    });
+    const hash = await payQuote({ account, quote: saved.quote, signature: saved.signature, chain, progress });
     saveOrder(orderId, (saved = { ...saved, txHash: hash }));
+    showPaymentLink();
     if (status === "quoted") setText($("activity"), "payment_sent");
   } catch (error) {
     clearText($("activity"));
@@ -169,7 +221,7 @@ async function pay() {
 
 async function switchNetwork() {
   try {
-    await wallet.switchChain(pageData.chainId);
+    await wallet.switchChain(chain.id);
     hideProblem();
     await retry?.();
   } catch (error) {
@@ -275,10 +327,10 @@ async function verify() {
   if (!window.ethereum) return verdict("partial", "verify_shop_only");
   $("verify-button").disabled = true;
   try {
-    await wallet.requireChain(pageData.chainId);
+    await wallet.requireChain(chain.id);
     const from = await searchFrom();
     for (let check = 0; check < CHAIN_CHECKS; check++) {
-      const recorded = await commitmentOnChain(pageData.escrow, orderId, from);
+      const recorded = await commitmentOnChain(chain.escrow, orderId, from);
       if (recorded)
         return verdict(
           recorded === mine ? "good" : "bad",

@@ -1,9 +1,11 @@
 // The storefront: "Buy" connects the wallet and asks the shop for a quote bound to it (signed), keeps the order's secret token in this
-// browser and opens the order page, where the wallet pays.
+// browser and opens the order page, where the wallet pays. A shop on several chains has each card
+// choose the network (its prices list that network's tokens only); "Buy" then moves the wallet to
+// it (adding it when the wallet does not know it) and asks for that chain's quote.
 import { ApiError, api } from "./api.js";
 import { setText } from "./i18n.js";
 import { saveOrder, savedOrders } from "./storage.js";
-import { Problem, REJECTED, connect } from "./wallet.js";
+import { Problem, REJECTED, connect, currentChain, switchChain } from "./wallet.js";
 
 async function buy(event) {
   event.preventDefault();
@@ -17,10 +19,12 @@ async function buy(event) {
     token: fields.get("token"),
   };
   if (fields.get("email")) request.email = fields.get("email");
+  if (fields.has("chain")) request.chain_id = Number(fields.get("chain"));
   button.disabled = true;
   try {
     // The quote names the wallet that will pay it: only that wallet can use it.
     request.buyer = await connect();
+    if (request.chain_id && (await currentChain()) !== request.chain_id) await switchChain(request.chain_id);
   } catch (error) {
     if (error instanceof Problem) setText(message, error.key, error.vars);
     else if (error?.code === REJECTED) setText(message, "rejected");
@@ -63,5 +67,20 @@ function listRecentOrders() {
   section.hidden = orders.length === 0;
 }
 
-for (const form of document.querySelectorAll("form.buy")) form.addEventListener("submit", buy);
+/** Offers the chosen network's prices only, the first of them chosen. */
+function showNetworkPrices(form) {
+  const options = [...form.elements.token.options];
+  for (const option of options) {
+    option.hidden = option.disabled = option.dataset.chain !== form.elements.chain.value;
+  }
+  const first = options.find((option) => !option.disabled);
+  if (first) first.selected = true;
+}
+
+for (const form of document.querySelectorAll("form.buy")) {
+  form.addEventListener("submit", buy);
+  if (!form.elements.chain) continue; // a shop on one chain
+  form.elements.chain.addEventListener("change", () => showNetworkPrices(form));
+  showNetworkPrices(form);
+}
 listRecentOrders();

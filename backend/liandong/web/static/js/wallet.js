@@ -3,7 +3,7 @@
 // buyer's language.
 import { hexlify, toQuantity, toUtf8Bytes } from "../vendor/ethers.min.js";
 import { sleep } from "./api.js";
-import { networkName, pageData } from "./i18n.js";
+import { chainData, networkName } from "./i18n.js";
 
 export class Problem extends Error {
   constructor(key, vars = {}) {
@@ -27,23 +27,29 @@ export async function connect() {
   return account;
 }
 
-/** Throws `wrong_network` unless the wallet is on the shop's chain. */
+/** The chain id the wallet is on. */
+export async function currentChain() {
+  return Number(BigInt(await request("eth_chainId")));
+}
+
+/** Throws `wrong_network` unless the wallet is on `chainId`. */
 export async function requireChain(chainId) {
-  const current = Number(BigInt(await request("eth_chainId")));
+  const current = await currentChain();
   if (current !== chainId) {
     throw new Problem("wrong_network", { current: networkName(current), expected: networkName(chainId) });
   }
 }
 
-/** Asks the wallet to switch to `chainId`. A wallet that does not know the shop's network is asked
- * to add it first, with what the chain's profile says (EIP-3085: name, coin, public RPC, explorer). */
+/** Asks the wallet to switch to `chainId`, one of the shop's chains. A wallet that does not know
+ * that network is asked to add it first, with what the chain's profile says (EIP-3085: name, coin,
+ * public RPC, explorer). */
 export async function switchChain(chainId) {
   const params = [{ chainId: toQuantity(chainId) }];
   try {
     await request("wallet_switchEthereumChain", params);
   } catch (error) {
     if (error?.code !== UNKNOWN_CHAIN) throw error;
-    const add = pageData.chain?.id === chainId ? pageData.chain.add : null;
+    const add = chainData(chainId)?.add;
     if (!add) throw new Problem("unknown_chain", { expected: networkName(chainId) });
     await request("wallet_addEthereumChain", [add]);
     await request("wallet_switchEthereumChain", params);
