@@ -38,3 +38,5 @@ bench: setup
 	python bench/gas_report.py
 	python bench/import_keys.py
 	python bench/delivery_latency.py --quick
+	python bench/detection.py --quick
+	python bench/chains.py --duration 5
