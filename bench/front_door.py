@@ -36,11 +36,14 @@ import base64
 import contextlib
 import json
 import os
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,14 +118,40 @@ HEADER = [
 ]
 
 
+PROFILE: Path | None = None
+"""Where `--profile` writes a py-spy profile of the node per run (collapsed stacks), or None."""
+
+
+@contextlib.contextmanager
+def profiled(pid: int, label: str) -> Iterator[None]:
+    """py-spy samples the node (`pid`) while the block runs, into PROFILE/<label>.txt (collapsed
+    stacks: `frame;frame;… count`); nothing when no profile was asked for."""
+    spy = shutil.which("py-spy") or os.environ.get("LIANDONG_PY_SPY")
+    if PROFILE is None or spy is None:
+        yield
+        return
+    out = PROFILE / ("".join(c if c.isalnum() else "-" for c in label) + ".txt")
+    command = [spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--nonblocking", "--gil"]
+    recorder = subprocess.Popen(
+        [*command, "--threads", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(30)
+
+
 async def measured(shop: LocalShop, run: Run, load: Callable[[], Awaitable[None]]) -> Run:
     """Runs `load`, noting the wall time and the node's and this process's CPU it took."""
     assert shop.process is not None
-    node_before, own_before, started = cpu_seconds(shop.process.pid), time.process_time(), time.time()
-    await load()
-    run.seconds = time.time() - started
-    run.node_cpu_s = cpu_seconds(shop.process.pid) - node_before
-    run.own_cpu_s = time.process_time() - own_before
+    with profiled(shop.process.pid, run.label):
+        node_before, own_before = cpu_seconds(shop.process.pid), time.process_time()
+        started = time.time()
+        await load()
+        run.seconds = time.time() - started
+        run.node_cpu_s = cpu_seconds(shop.process.pid) - node_before
+        run.own_cpu_s = time.process_time() - own_before
     return run
 
 
@@ -307,6 +336,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--stock", type=numbers, default=[1000], help="keys of the quoted product, per run")
     parser.add_argument("--orders", type=int, default=300, help="orders of the key-read run (0: none)")
     parser.add_argument("--order-rate", type=float, default=100.0, help="payments/s of the key-read run")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="folder for a py-spy profile of the node per run (py-spy on PATH or LIANDONG_PY_SPY)",
+    )
     return parser.parse_args(argv)
 
 
@@ -351,8 +386,12 @@ async def bench(shop: LocalShop, args: argparse.Namespace) -> list[Run]:
 
 
 def main(argv: Sequence[str]) -> int:
+    global PROFILE
     args = parse_args(argv)
     os.environ.update(UNLIMITED)
+    if args.profile is not None:
+        PROFILE = args.profile
+        PROFILE.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
         with (

@@ -27,9 +27,10 @@ import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, bindparam, insert, not_, update
 from sqlmodel import Session, col, func, select
@@ -59,6 +60,7 @@ STALE_NOTICE = timedelta(seconds=60)
 before the channels ran): longer than any channel's retries take."""
 WINDOW_TOO_SHORT = "delivery window too short"
 OUT_OF_STOCK = "out of stock"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,9 @@ class DeliveryEngine:
         self.queue: asyncio.PriorityQueue[tuple[int, int, int]] = asyncio.PriorityQueue()
         self._sequence = itertools.count()
         self._lock = asyncio.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery")
+        """The batches' own thread: a batch never queues behind the API's reads in the loop's
+        shared executor, and the key pool is only ever touched from this one thread."""
 
     def enqueue(self, orders: Sequence[ConfirmedOrder]) -> None:
         for order in orders:
@@ -216,8 +221,11 @@ class DeliveryEngine:
         while True:
             batch = await self._next_batch()
             try:
-                async with self._lock:  # one writer at a time: SQLite has one anyway
-                    outcome = self.deliver(batch)
+                # One batch at a time (SQLite has one writer anyway), in a worker thread: the
+                # transaction (its wait for the write lock included) and the keys' decryption stay
+                # off the event loop, which meanwhile answers the buyers' pages and key reads.
+                async with self._lock:
+                    outcome = await self._in_writer(self.deliver, batch)
             except Exception:
                 # Nothing of the batch happened; its orders stay confirmed in the database, where
                 # the retry (or, if the database is gone for now, the periodic rescan) finds them.
@@ -231,7 +239,8 @@ class DeliveryEngine:
             try:
                 self.settle(outcome.settlements)
                 self._announce(outcome)
-                self._refill_pools()
+                async with self._lock:  # the key pool is the batches' own: never beside one
+                    await self._in_writer(self._refill_pools)
             except Exception:
                 # The batch is delivered (committed). What follows is recovered without it: the
                 # leader's rescan re-sends settlements; a lost attempt record leaves a gap in the log.
@@ -240,6 +249,9 @@ class DeliveryEngine:
             # for a buyer's acknowledgement must not hold up the next batch. A notice that never
             # finishes stays due in the database, where the rescan finds it.
             self._notify_in_background(outcome.notices)
+
+    async def _in_writer(self, work: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, work, *args)
 
     def _notify_in_background(self, notices: Sequence[DeliveryNotice]) -> None:
         task = asyncio.get_running_loop().create_task(self._notify_logged(notices))
@@ -451,21 +463,24 @@ class DeliveryEngine:
         try:
             results = await asyncio.gather(*(notify(self.channels, notice) for notice in notices))
             attempts = [attempt for batch in results for attempt in batch]
-            if notices:
-                with Session(self.engine) as session:
-                    connection = session.connection()
-                    if attempts:
-                        rows = [attempt.model_dump(exclude={"id"}) for attempt in attempts]
-                        connection.execute(insert(DeliveryAttempt), rows)
-                    connection.execute(
-                        update(ShopOrder)
-                        .where(col(ShopOrder.id).in_(order_ids), col(ShopOrder.notice_due))
-                        .values(notice_due=False)
-                    )
-                    session.commit()
+            if notices:  # in a worker thread: its wait for SQLite's write lock must not stall the loop
+                await self._in_writer(self._record_notices, order_ids, attempts)
         finally:
             self._notifying -= order_ids
         return attempts
+
+    def _record_notices(self, order_ids: set[int], attempts: Sequence[DeliveryAttempt]) -> None:
+        with Session(self.engine) as session:
+            connection = session.connection()
+            if attempts:
+                rows = [attempt.model_dump(exclude={"id"}) for attempt in attempts]
+                connection.execute(insert(DeliveryAttempt), rows)
+            connection.execute(
+                update(ShopOrder)
+                .where(col(ShopOrder.id).in_(order_ids), col(ShopOrder.notice_due))
+                .values(notice_due=False)
+            )
+            session.commit()
 
     def _refill_pools(self) -> None:
         products = self.pool.needs_refill()

@@ -15,7 +15,7 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 from pydantic import BaseModel
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, bindparam, exists, insert
 from sqlmodel import Session, col, select
 
 from liandong.core.errors import ConflictError, LiandongError, NotFoundError
@@ -198,14 +198,21 @@ def seal_orders(engine: Engine, vault: Vault, reads: list[KeyRead]) -> list[Seal
     return outcomes
 
 
+_KEYS_READ = select(
+    exists().where(
+        col(ShopOrder.chain_order_id) == bindparam("order"),
+        col(ShopOrder.status) == OrderStatus.DELIVERED,
+        col(KeyAccess.order_id) == col(ShopOrder.id),
+    )
+)
+"""Built once, one Core query (no ORM row: this runs for every order page's acknowledgement)."""
+
+
 def keys_were_read(session: Session, chain_order_id: str) -> bool:
     """The order is delivered and its sealed keys were fetched: what an order page's
     acknowledgement must be backed by before the in-site channel counts it."""
-    order = _by_id(_reading(session), chain_order_id)
-    if order is None or order.status != OrderStatus.DELIVERED or order.id is None:
-        return False
-    read = session.exec(select(KeyAccess.id).where(KeyAccess.order_id == order.id).limit(1)).first()
-    return read is not None
+    connection = _reading(session).connection()
+    return bool(connection.execute(_KEYS_READ, {"order": chain_order_id.lower()}).scalar())
 
 
 class OrderNotDeliveredError(ConflictError):

@@ -27,6 +27,9 @@ IDLE_IN_TRANSACTION_SECONDS = 30
 """PostgreSQL ends a session idle inside a transaction this long (a frozen or cut-off node), so its
 row locks (card keys, the leader epoch) do not hold up the other nodes for ever."""
 
+SQLITE_POOL = 16
+"""SQLite connections kept open for reuse (and as many more opened at a peak)."""
+
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
 """libpq TCP keepalives: a connection to a server that vanished fails in ~11 s, not hours later."""
 
@@ -81,18 +84,31 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+READ_ONLY = {"liandong_read_only": True}
+"""Execution options of a connection that only reads (`Session.connection(execution_options=
+READ_ONLY)` before its first statement): on SQLite its transaction begins DEFERRED, so it reads a
+snapshot of what is committed without taking, or waiting for, the one write lock. Elsewhere it
+changes nothing."""
+
+
 def _begin_sqlite(connection: Any) -> None:
     # IMMEDIATE takes the write lock up front. A deferred transaction that reads and then writes
     # fails outright ("database is locked") when another process committed in between, because
     # its snapshot is stale; waiting for the lock first is what lets several processes share it.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read-only transaction never writes, so it begins deferred and queues behind no writer.
+    read_only = connection.get_execution_options().get("liandong_read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(database_url: str) -> Engine:
     """An engine for `database_url`, tuned for many short transactions."""
     if database_url.startswith("sqlite"):
         _private_sqlite(database_url)
-        engine = create_engine(database_url, connect_args={"check_same_thread": False})
+        # A pool as large as the threads that hold a session at once (the event loop, the API's
+        # thread pool, the quote and key-read batches, the delivery batches): past its size every
+        # session would open, tune and close a connection of its own.
+        pool = {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL} if sqlite_file(database_url) else {}
+        engine = create_engine(database_url, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", _tune_sqlite)
         # pysqlite's own transaction handling breaks SAVEPOINT; let SQLAlchemy emit BEGIN itself.
         event.listen(engine, "begin", _begin_sqlite)
