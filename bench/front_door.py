@@ -13,11 +13,12 @@ Quotes (`POST /api/quotes`, each a stored order and an operator signature):
   a quote's cost grows with the stock or with the keys sold.
 
 Keys (`--orders`): buyers each hold their order's stream open (`/api/orders/{id}/events`,
-authenticated with the order token as the order page does), pay at `--order-rate` from 20 funded dev
-accounts, and on the `delivered` event fetch their sealed keys (`POST /api/orders/{id}/keys` with the
-token and an X25519 public key, as the page does), then acknowledge. Latency: the bench's own
-`newHeads` arrival of the payment's block -> the keys' answer received; also `delivered` event ->
-keys answer.
+authenticated with the order token and naming an X25519 public key, as the order page does), pay at
+each of `--order-rates` from 20 funded dev accounts, and take the keys sealed to them that come with
+the `delivered` event (with `--fetch-keys` they name no key and, on the event, fetch the keys with
+`POST /api/orders/{id}/keys`, as a page that joined late does), then acknowledge. Latency: the
+bench's own `newHeads` arrival of the payment's block -> the keys in hand; and its two legs: -> the
+`delivered` event, and that event -> the keys (0 when they came with it).
 
 Node CPU per quote (or order) is utime+stime of the node process from /proc over the run; the
 load generator's own CPU is shown next to it, as both share this machine's cores. The client is
@@ -25,7 +26,7 @@ aiohttp, the cheapest asyncio HTTP client here, so the load generator takes as l
 can. Figures to watch, not assertions: the exit status is non-zero only when something fails to run.
 
 Usage: bench/front_door.py [--clients 1,16] [--rates 300] [--duration 5] [--stock 1000]
-       [--orders 300] [--order-rate 100]
+       [--orders 300] [--order-rates 100,300] [--fetch-keys] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,6 +117,10 @@ HEADER = [
     "bench CPU ms",
 ]
 
+
+PUSHED = True
+"""Whether the bench's pages name their public key on the stream (the order page does), so the
+keys come with the `delivered` event; `--fetch-keys` makes them ask `POST …/keys` on the event."""
 
 PROFILE: Path | None = None
 """Where `--profile` writes a py-spy profile of the node per run (collapsed stacks), or None."""
@@ -247,10 +251,12 @@ def public_key() -> str:
 async def follow_order(
     shop: LocalShop, client: aiohttp.ClientSession, buyer: Buyer, key: str, ready: asyncio.Event
 ) -> None:
-    """What the order page does: listen, and on `delivered` fetch the sealed keys, then ack."""
+    """What the order page does: listen (naming its public key, unless `PUSHED` is off), and on
+    `delivered` take the sealed keys it carries, or fetch them, then ack."""
     url = f"ws://127.0.0.1:{shop.nodes[0].api_port}/api/orders/{buyer.order}/events"
     async with websockets.connect(url) as socket:
-        await socket.send(json.dumps({"type": "auth", "token": buyer.token}))
+        hello = {"type": "auth", "token": buyer.token, **({"public_key": key} if PUSHED else {})}
+        await socket.send(json.dumps(hello))
         if json.loads(await socket.recv()).get("type") != "ready":
             raise BenchError(f"order {buyer.order}: the stream did not open")
         ready.set()
@@ -258,6 +264,10 @@ async def follow_order(
             event = json.loads(message)
             if event.get("type") == "order" and event.get("status") == "delivered":
                 buyer.delivered_at = time.time()
+                if "box" in event.get("keys", {}):
+                    buyer.keys_at = buyer.delivered_at
+                    await socket.send(json.dumps({"type": "ack"}))
+                    return
                 headers = {"X-Order-Token": buyer.token}
                 async with client.post(
                     f"/api/orders/{buyer.order}/keys", json={"public_key": key}, headers=headers
@@ -270,7 +280,7 @@ async def follow_order(
                 return
 
 
-async def keys_path(shop: LocalShop, product_id: int, count: int, rate: float) -> tuple[Run, list[float]]:
+async def keys_path(shop: LocalShop, product_id: int, count: int, rate: float) -> tuple[Run, KeyLegs]:
     buyers = await quote_buyers(shop, product_id, count)
     gas = payment_gas(shop, payments(shop, [(buyers[0].quote, buyers[0].signature)], 200_000)[0])
     transactions = payments(shop, [(buyer.quote, buyer.signature) for buyer in buyers], gas)
@@ -306,17 +316,40 @@ async def keys_path(shop: LocalShop, product_id: int, count: int, rate: float) -
                 )
             ).all()
         )
-    event_to_keys = []
+    legs = KeyLegs()
     for buyer in buyers:
         announced = heads.arrived.get(blocks.get(buyer.order, -1))
         if buyer.error is not None:
             run.errors.append(buyer.error)
         elif announced is not None and buyer.keys_at is not None and buyer.delivered_at is not None:
             run.latencies_ms.append((buyer.keys_at - announced) * 1000)
-            event_to_keys.append((buyer.keys_at - buyer.delivered_at) * 1000)
+            legs.block_to_event.append((buyer.delivered_at - announced) * 1000)
+            legs.event_to_keys.append((buyer.keys_at - buyer.delivered_at) * 1000)
         else:
             run.errors.append(f"order {buyer.order}: no block announcement or no keys")
-    return run, event_to_keys
+    return run, legs
+
+
+@dataclass
+class KeyLegs:
+    """The two legs of a key run's latency, per order, in ms."""
+
+    block_to_event: list[float] = field(default_factory=list)
+    """The block's announcement -> the order stream's `delivered` event."""
+    event_to_keys: list[float] = field(default_factory=list)
+    """The `delivered` event -> the sealed keys' answer."""
+
+    def lines(self) -> list[str]:
+        shown = []
+        for name, values in (
+            ("block -> delivered event", self.block_to_event),
+            ("delivered event -> keys", self.event_to_keys),
+        ):
+            ordered = sorted(values)
+            if ordered:
+                figures = "  ".join(f"p{p} {percentile(ordered, p):.0f} ms" for p in PERCENTILES)
+                shown.append(f"  {name}: {figures}")
+        return shown
 
 
 # -------------------------------------------------------------------------------------- the runs
@@ -335,7 +368,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per quote run")
     parser.add_argument("--stock", type=numbers, default=[1000], help="keys of the quoted product, per run")
     parser.add_argument("--orders", type=int, default=300, help="orders of the key-read run (0: none)")
-    parser.add_argument("--order-rate", type=float, default=100.0, help="payments/s of the key-read run")
+    parser.add_argument(
+        "--order-rates",
+        type=numbers,
+        default=[100, 300],
+        help="payments/s of the key-read runs, one run each",
+    )
+    parser.add_argument(
+        "--fetch-keys",
+        action="store_true",
+        help="pages name no public key on the stream and fetch their keys on the delivered event",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
@@ -367,18 +410,14 @@ async def bench(shop: LocalShop, args: argparse.Namespace) -> list[Run]:
         for rate in args.rates:
             show(await open_loop(shop, product_id, rate, args.duration))
     if args.orders:
-        keys = [f"sold-{i:07d}" for i in range(args.orders + 100)]
-        product_id = shop.add_product("keys", keys)
-        print(
-            f"{args.orders} orders paid at {args.order_rate:g}/s, keys read on the delivered event",
-            flush=True,
-        )
-        run, event_to_keys = await keys_path(shop, product_id, args.orders, args.order_rate)
-        show(run)
-        if event_to_keys:
-            ordered = sorted(event_to_keys)
-            figures = "  ".join(f"p{p} {percentile(ordered, p):.0f} ms" for p in PERCENTILES)
-            print(f"  delivered event -> keys answer: median {statistics.median(ordered):.0f} ms; {figures}")
+        for rate in args.order_rates:
+            keys = [f"sold-{rate}-{i:07d}" for i in range(args.orders + 100)]
+            product_id = shop.add_product(f"keys-{rate}", keys)
+            print(f"{args.orders} orders paid at {rate}/s, keys read on the delivered event", flush=True)
+            run, legs = await keys_path(shop, product_id, args.orders, rate)
+            show(run)
+            for line in legs.lines():
+                print(line, flush=True)
         clients = max(args.clients)
         label = f"{clients} clients, {args.orders} sold"
         show(await closed_loop(shop, product_id, clients, args.duration, label))
@@ -386,8 +425,9 @@ async def bench(shop: LocalShop, args: argparse.Namespace) -> list[Run]:
 
 
 def main(argv: Sequence[str]) -> int:
-    global PROFILE
+    global PROFILE, PUSHED
     args = parse_args(argv)
+    PUSHED = not args.fetch_keys
     os.environ.update(UNLIMITED)
     if args.profile is not None:
         PROFILE = args.profile

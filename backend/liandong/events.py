@@ -5,6 +5,13 @@ Events are typed here, once (`OrderEvent`, `StockEvent`); on the hub and the wir
 `payload()`, a small JSON object, because a cluster's hub relays them through PostgreSQL NOTIFY and
 the pages read them from a WebSocket. The hub lives at the bottom of the layers (it imports nothing
 of the shop) because the indexer, the engine, the API and the cluster all publish or listen.
+
+An order page that proved the order may also name its X25519 public key when it subscribes (a
+`KeyRecipient`): the delivery engine then seals the keys to it inside the delivery transaction, logs
+the read there, and the page's `delivered` event carries its own box (`publish_delivered`), so the
+keys reach the buyer with the event, without a second request. Only this node's pages are
+recipients: a cluster's hub has none (its events cross PostgreSQL NOTIFY, whose payloads are small
+and seen by every node), and its pages fetch their keys on the event, as any page may.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -59,6 +67,16 @@ class OrderEvent:
         return {**body, "type": "order"}
 
 
+@dataclass(frozen=True, eq=False)
+class KeyRecipient:
+    """An order page that subscribed with its proof and its X25519 public key: the engine may seal
+    the order's keys to it. Compared by identity: each subscription is its own recipient."""
+
+    public_key: bytes
+    via: str
+    """How the page proved the order ("token" or "wallet"), as its key read is logged."""
+
+
 @dataclass(frozen=True)
 class StockEvent:
     """A product's stock went up (an import) or down (a delivery): only the merchant's feed sees it."""
@@ -80,6 +98,9 @@ class OrderEventHub:
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._recipients: dict[str, tuple[tuple[asyncio.Queue[dict[str, Any]], KeyRecipient], ...]] = {}
+        """Per order topic, the subscriptions that named a public key. Each value is a tuple,
+        replaced whole on a change, so the delivery engine's thread reads it without a lock."""
         self._acked: dict[str, float] = {}
         self._ack_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
 
@@ -95,11 +116,48 @@ class OrderEventHub:
             if not subscribers:
                 del self._subscribers[topic]
 
-    def subscribe(self, chain_order_id: str) -> asyncio.Queue[dict[str, Any]]:
-        return self._subscribe(ORDER_TOPIC + chain_order_id.lower())
+    def subscribe(
+        self, chain_order_id: str, recipient: KeyRecipient | None = None
+    ) -> asyncio.Queue[dict[str, Any]]:
+        """An order page's queue; with `recipient`, its `delivered` event may carry its keys."""
+        topic = ORDER_TOPIC + chain_order_id.lower()
+        queue = self._subscribe(topic)
+        if recipient is not None:
+            self._recipients[topic] = (*self._recipients.get(topic, ()), (queue, recipient))
+        return queue
 
     def unsubscribe(self, chain_order_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self._unsubscribe(ORDER_TOPIC + chain_order_id.lower(), queue)
+        topic = ORDER_TOPIC + chain_order_id.lower()
+        self._unsubscribe(topic, queue)
+        kept = tuple(entry for entry in self._recipients.get(topic, ()) if entry[0] is not queue)
+        if kept:
+            self._recipients[topic] = kept
+        else:
+            self._recipients.pop(topic, None)
+
+    def recipients(self, chain_order_id: str) -> tuple[KeyRecipient, ...]:
+        """The pages of this node waiting for the order's keys (safe to call from any thread)."""
+        return tuple(
+            recipient for _, recipient in self._recipients.get(ORDER_TOPIC + chain_order_id.lower(), ())
+        )
+
+    def publish_delivered(self, event: OrderEvent, sealed: Mapping[KeyRecipient, dict[str, Any]]) -> None:
+        """A `delivered` event; each page in `sealed` gets its own box with it (`keys`), every
+        other page and the merchant feed the event alone."""
+        if not sealed:
+            self.publish(event)
+            return
+        payload = event.payload()
+        topic = ORDER_TOPIC + event.order
+        boxes = {
+            id(queue): sealed[recipient]
+            for queue, recipient in self._recipients.get(topic, ())
+            if recipient in sealed
+        }
+        for queue in self._subscribers.get(topic, ()):
+            box = boxes.get(id(queue))
+            self._put_one(queue, payload if box is None else {**payload, "keys": box})
+        self._put(MERCHANT_FEED, payload)
 
     def subscribe_feed(self) -> asyncio.Queue[dict[str, Any]]:
         return self._subscribe(MERCHANT_FEED)
@@ -161,6 +219,10 @@ class OrderEventHub:
 
     def _put(self, topic: str, event: dict[str, Any]) -> None:
         for queue in self._subscribers.get(topic, ()):
-            if queue.full():  # a stalled reader loses its oldest events, never blocks the engine
-                queue.get_nowait()
-            queue.put_nowait(event)
+            self._put_one(queue, event)
+
+    @staticmethod
+    def _put_one(queue: asyncio.Queue[dict[str, Any]], event: dict[str, Any]) -> None:
+        if queue.full():  # a stalled reader loses its oldest events, never blocks the engine
+            queue.get_nowait()
+        queue.put_nowait(event)

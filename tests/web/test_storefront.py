@@ -85,18 +85,22 @@ def test_buy_with_the_native_coin_watch_it_live_and_read_verified_keys(
     expect(page.locator("li[data-step=paid]")).to_have_class("done")
     expect(page.locator("#summary-network")).to_have_text("Local chain A")
     expect(page.locator("#confirmations")).to_have_text("0 of 1, about 1 s")  # 1 s blocks (its profile)
+    key_requests: list[str] = []
+    page.on("request", lambda r: key_requests.append(r.url) if r.url.endswith("/keys") else None)
     shop.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]  # the one confirmation
     expect(page.locator("#status")).to_have_text("Delivered: your keys are below.", timeout=CHAIN_TIMEOUT)
     expect(page.locator("#keys code")).to_have_count(2)
     assert sorted(keys_shown(page)) == NATIVE_KEYS
+    assert key_requests == []  # the keys came sealed to the page with the delivered event
     verdict = page.locator("#verify-result")
     expect(verdict).to_have_text(
         "Verified: the escrow's record of this delivery matches these keys.", timeout=CHAIN_TIMEOUT
     )
     screenshot(page, "order-page-phone")
 
-    page.reload()  # the order token stays in the browser: the keys open again
+    page.reload()  # the order token stays in the browser: the keys open again, asked for this time
     expect(page.locator("#keys code")).to_have_count(2, timeout=CHAIN_TIMEOUT)
+    assert len(key_requests) == 1
     page.get_by_role("button", name="中文").click()
     expect(page.locator("#status")).to_have_text(TEXTS["zh"]["status_delivered"])
     # This test's wallet starts on mainnet with every page load: the chain check asks to switch.

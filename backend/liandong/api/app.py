@@ -122,10 +122,14 @@ async def _refuse(send: Send, refusal: LiandongError) -> None:
 
 def server_limits(settings: Settings) -> dict[str, Any]:
     """uvicorn's settings that bound what one client holds: idle keep-alive connections, the
-    size of a WebSocket message (an order page's are tiny), dead WebSockets found by pings."""
+    size of a WebSocket message (an order page's are tiny), dead WebSockets found by pings; and no
+    per-message deflate: events are a few hundred bytes, and compressing each one for each page
+    cost the node more CPU than sending it (nor can a compressed message then inflate past the
+    size limit's meaning)."""
     return {
         "timeout_keep_alive": settings.keep_alive_seconds,
         "ws_max_size": settings.max_json_bytes,
+        "ws_per_message_deflate": False,
         "ws_ping_interval": 20.0,
         "ws_ping_timeout": 20.0,
         "h11_max_incomplete_event_size": 16 * 1024,

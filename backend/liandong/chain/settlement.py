@@ -2,7 +2,8 @@
 
 Settlements queue in memory (and are rebuilt from the database after a restart). Every
 `batch_interval`, or as soon as `batch_size` wait, the sender sends one `recordDeliveries` and one
-`refundBatch` transaction from the operator key.
+`refundBatch` transaction from the operator key; it looks up its pending transactions' receipts
+once per `receipt_interval` (the chain's block time: no receipt comes sooner).
 
 Crash safety: a transaction is signed, then written to `ChainTx` WITH its signed raw bytes and
 committed, and only then sent. A crash before the commit sent nothing; a crash after it leaves a
@@ -138,10 +139,12 @@ class SettlementSender:
         batch_interval: float = 0.25,
         batch_size: int = 50,
         stuck_seconds: float = 30.0,
+        receipt_interval: float | None = None,
         fence: Callable[[Session], None] | None = None,
     ) -> None:
         self.engine = engine
-        self.rpc = AsyncWeb3(PoolProvider(ProviderPool(rpc_urls)))
+        self.pool = ProviderPool(rpc_urls)
+        self.rpc = AsyncWeb3(PoolProvider(self.pool))
         """Every request through the pool: a dead or throttling URL fails over to the next one."""
         self.chain_id = chain_id
         self.escrow = AsyncWeb3.to_checksum_address(escrow)
@@ -149,6 +152,12 @@ class SettlementSender:
         self.batch_interval = batch_interval
         self.batch_size = batch_size
         self.stuck_seconds = stuck_seconds
+        self.receipt_interval = batch_interval if receipt_interval is None else receipt_interval
+        """How often pending transactions are looked up (a receipt and a fee bump each): a receipt
+        can only appear with a new block, so the chain's block time; every round when unknown. A
+        block's deliveries wake the sender several times, and each lookup is two RPC calls per
+        pending transaction, done on the event loop that also answers the buyers."""
+        self._track_due = 0.0
         self.fence = fence
         """Called in every transaction the sender writes in, just before its commit; raises when
         this node no longer leads (set by the cluster)."""
@@ -212,7 +221,9 @@ class SettlementSender:
                 await asyncio.wait_for(self._wake.wait(), self.batch_interval)
             self._wake.clear()
             try:
-                await self._track_in_flight()
+                if time.monotonic() >= self._track_due:
+                    self._track_due = time.monotonic() + self.receipt_interval
+                    await self._track_in_flight()
                 await self._flush(self._deliveries, "deliveries")
                 await self._flush(self._refunds, "refunds")
                 if time.monotonic() >= self._status_due:

@@ -26,7 +26,7 @@ from liandong.devtools.deploy import deploy_local_escrow
 from liandong.devtools.devnet import DEV_CHAIN_ID, SECOND_DEV_CHAIN_ID, Anvil
 from liandong.devtools.simulate import dev_account, dev_operator
 from liandong.runtime.chains import chain_setups, pricing_of
-from liandong.runtime.node import assemble
+from liandong.runtime.node import assemble, run_node
 from liandong.store.db import open_shop_database, prepare_data_dir
 from liandong.vault.crypto import load_keyring
 from liandong.vault.service import Vault
@@ -105,7 +105,7 @@ def _run(settings: Settings, record: DeploymentRecord, password: str | None) -> 
         console.print("Press Ctrl-C to stop; everything resumes at the next `liandong up`.")
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        asyncio.run(_serve(settings, record, announce))
+        run_node(_serve(settings, record, announce))
     console.print("The node stopped.")
 
 
@@ -206,4 +206,4 @@ def node(
     prepare_data_dir(settings.data_dir)
     record = DeploymentRecord.load(deployment_file) if deployment_file else deployment(settings)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the API drains, the rest resumes next run
-        asyncio.run(assemble(settings, record).run())
+        run_node(assemble(settings, record).run())

@@ -28,7 +28,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -46,10 +46,19 @@ from liandong.delivery.channels import (
     product_names,
 )
 from liandong.delivery.pool import KeyPool
-from liandong.events import OrderEvent, OrderEventHub, StockEvent
-from liandong.store.models import CardKey, Delivery, DeliveryAttempt, OrderStatus, ShopOrder, utcnow
+from liandong.events import KeyRecipient, OrderEvent, OrderEventHub, StockEvent
+from liandong.store.models import (
+    CardKey,
+    Delivery,
+    DeliveryAttempt,
+    KeyAccess,
+    OrderStatus,
+    ShopOrder,
+    utcnow,
+)
 from liandong.vault.crypto import delivery_commitment, new_salt
 from liandong.vault.service import Vault
+from liandong.vault.transport import seal_keys
 
 log = logging.getLogger(__name__)
 _JITTER = secrets.SystemRandom()
@@ -74,6 +83,9 @@ class BatchOutcome:
     their delivery deadline)."""
     sold: dict[int, int]
     """Keys handed out per product id."""
+    sealed: dict[str, dict[KeyRecipient, dict[str, Any]]] = field(default_factory=dict)
+    """Per escrow order id, the keys sealed to each of its waiting pages (`SealedKeys`' form),
+    their reads logged in the batch's transaction: they go out with the `delivered` event."""
 
 
 class KeyClaimConflictError(Exception):
@@ -341,8 +353,9 @@ class DeliveryEngine:
                     refunds.append((order, OUT_OF_STOCK))
                 else:
                     lines[order.id] = key_ids
+            sealed: dict[str, dict[KeyRecipient, dict[str, Any]]] = {}
             try:
-                delivered = self._hand_out(session, [o for o in orders if o.id in lines], lines)
+                delivered = self._hand_out(session, [o for o in orders if o.id in lines], lines, sealed)
             except KeyClaimConflictError:
                 for order in orders:
                     self.pool.forget(order.product_id)
@@ -362,7 +375,7 @@ class DeliveryEngine:
             for order, _ in delivered:
                 sold[order.product_id] = sold.get(order.product_id, 0) + order.quantity
             # Read before the commit, which expires the rows: nothing may fail after it.
-            outcome = BatchOutcome(notices, settlements, [o.chain_order_id for o, _ in refunds], sold)
+            outcome = BatchOutcome(notices, settlements, [o.chain_order_id for o, _ in refunds], sold, sealed)
             session.commit()
         return outcome
 
@@ -383,10 +396,16 @@ class DeliveryEngine:
             raise KeyClaimConflictError("an order left the confirmed state before its refund")
 
     def _hand_out(
-        self, session: Session, orders: Sequence[ShopOrder], lines: dict[int, list[int]]
+        self,
+        session: Session,
+        orders: Sequence[ShopOrder],
+        lines: dict[int, list[int]],
+        sealed: dict[str, dict[KeyRecipient, dict[str, Any]]],
     ) -> list[tuple[ShopOrder, bytes]]:
         """Claims the reserved keys, writes the deliveries and commitments; returns each order with
-        its commitment."""
+        its commitment. The keys of an order whose page waits for them on this node are sealed to
+        that page into `sealed`, each such read logged (`KeyAccess`) in this same transaction: a
+        box exists only for a delivery that commits, and leaves only after it did."""
         if not orders:
             return []
         connection = session.connection()
@@ -409,7 +428,7 @@ class DeliveryEngine:
         ).all()
         ciphertexts: dict[int, bytes] = dict(rows)
         delivered: list[tuple[ShopOrder, bytes]] = []
-        deliveries, updates = [], []
+        deliveries, updates, reads = [], [], []
         for order in orders:
             assert order.id is not None
             key_ids = lines[order.id]
@@ -425,7 +444,18 @@ class DeliveryEngine:
                 {"target": order.id, "salt_hex": "0x" + salt.hex(), "commitment_hex": "0x" + commitment.hex()}
             )
             delivered.append((order, commitment))
+            for recipient in self.hub.recipients(order.chain_order_id):
+                box = seal_keys(plaintexts, recipient.public_key, order.chain_order_id)
+                sealed.setdefault(order.chain_order_id, {})[recipient] = {
+                    "order": order.chain_order_id,
+                    "box": box.to_json(),
+                    "salt": "0x" + salt.hex(),
+                    "commitment": "0x" + commitment.hex(),
+                }
+                reads.append({"order_id": order.id, "via": recipient.via, "accessed_at": claimed_at})
         connection.execute(insert(Delivery), deliveries)
+        if reads:
+            connection.execute(insert(KeyAccess), reads)
         delivered_at = utcnow()
         marked = connection.execute(
             update(ShopOrder)
@@ -447,8 +477,9 @@ class DeliveryEngine:
     def _announce(self, outcome: BatchOutcome) -> None:
         """Tells the order pages and the merchant feed what the committed batch did."""
         for notice in outcome.notices:
-            self.hub.publish(
-                OrderEvent(notice.chain_order_id, OrderStatus.DELIVERED.value, commitment=notice.commitment)
+            self.hub.publish_delivered(
+                OrderEvent(notice.chain_order_id, OrderStatus.DELIVERED.value, commitment=notice.commitment),
+                outcome.sealed.get(notice.chain_order_id, {}),
             )
         for chain_order_id in outcome.refunding:
             self.hub.publish(OrderEvent(chain_order_id, OrderStatus.REFUNDING.value))

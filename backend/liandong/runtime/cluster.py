@@ -41,7 +41,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from liandong.events import OrderEventHub
+from liandong.events import KeyRecipient, OrderEventHub
 from liandong.store.db import KEEPALIVES
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,11 @@ class ClusterHub(OrderEventHub):
 
     def deliver(self, order_topic: str | None, event: dict[str, Any]) -> None:
         self.notify(EVENTS_CHANNEL, json.dumps({"topic": order_topic, "event": event}))
+
+    def recipients(self, chain_order_id: str) -> tuple[KeyRecipient, ...]:
+        """None: the delivering node's events reach the pages through every node's NOTIFY, and
+        the page on another node would never get a box sealed here; each page fetches its keys."""
+        return ()
 
     def notify(self, channel: str, payload: str) -> None:
         """Sends a NOTIFY; a lost event is logged, never raised: pages re-read the order's state."""

@@ -9,7 +9,6 @@ are never in a response body, a proxy's log or ours in the clear.
 from __future__ import annotations
 
 import hmac
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ from liandong.services.orders import OrderFacts
 from liandong.store.db import READ_ONLY
 from liandong.store.models import CardKey, Delivery, KeyAccess, OrderStatus, ShopOrder, utcnow
 from liandong.vault.service import Vault
-from liandong.vault.transport import order_aad, parse_public_key, seal
+from liandong.vault.transport import parse_public_key, seal_keys
 
 MAX_WALLET_ORDERS = 200
 
@@ -146,7 +145,7 @@ def _sealed(
     session: Session, vault: Vault, order: ShopOrder, recipient: bytes, ciphertexts: list[bytes]
 ) -> SealedKeys:
     keys = [vault.decrypt(session, order.product_id, ciphertext) for ciphertext in ciphertexts]
-    box = seal(json.dumps(keys).encode(), recipient, order_aad(order.chain_order_id))
+    box = seal_keys(keys, recipient, order.chain_order_id)
     assert order.salt is not None
     assert order.commitment is not None
     return SealedKeys(

@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from liandong.core.config import Settings
@@ -26,6 +27,9 @@ SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 IDLE_IN_TRANSACTION_SECONDS = 30
 """PostgreSQL ends a session idle inside a transaction this long (a frozen or cut-off node), so its
 row locks (card keys, the leader epoch) do not hold up the other nodes for ever."""
+
+BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite writer waits for the write lock before it fails with "database is locked"."""
 
 SQLITE_POOL = 16
 """SQLite connections kept open for reuse (and as many more opened at a peak)."""
@@ -79,7 +83,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -91,13 +95,60 @@ snapshot of what is committed without taking, or waiting for, the one write lock
 changes nothing."""
 
 
-def _begin_sqlite(connection: Any) -> None:
-    # IMMEDIATE takes the write lock up front. A deferred transaction that reads and then writes
-    # fails outright ("database is locked") when another process committed in between, because
-    # its snapshot is stale; waiting for the lock first is what lets several processes share it.
-    # A read-only transaction never writes, so it begins deferred and queues behind no writer.
-    read_only = connection.get_execution_options().get("liandong_read_only", False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+class WriterTurns:
+    """The order in which this process's SQLite transactions take the one write lock.
+
+    SQLite serialises writers itself, but a writer that finds the lock taken polls for it,
+    sleeping 1, 2, 5, 10, … up to 100 ms between tries: under load (the indexer, the delivery
+    batches, the key reads' log, the settlement sender, all committing many times a second) every
+    handoff cost tens of milliseconds of sleeping while the lock sat free. So writers of this
+    process first queue on a mutex, handed over the moment the last one commits or rolls back;
+    SQLite's lock (and its busy timeout) still arbitrates with other processes (a command run
+    beside the node) and is the guarantee, the mutex only an order. A writer that waits longer than
+    the busy timeout for the mutex goes on without it, to SQLite's own queue, as before.
+
+    IMMEDIATE takes the write lock up front. A deferred transaction that reads and then writes
+    fails outright ("database is locked") when another process committed in between, because its
+    snapshot is stale; waiting for the lock first is what lets several processes share it. A
+    read-only transaction (`READ_ONLY`) never writes, so it begins deferred and queues behind no
+    writer.
+    """
+
+    def __init__(self, wait_seconds: float) -> None:
+        self._mutex = threading.Lock()
+        self._wait = wait_seconds
+
+    def listen(self, engine: Engine) -> None:
+        # pysqlite's own transaction handling breaks SAVEPOINT; SQLAlchemy emits BEGIN itself.
+        event.listen(engine, "begin", self._begin)
+        event.listen(engine, "commit", self._ended)  # before COMMIT: the next writer's BEGIN
+        event.listen(engine, "rollback", self._ended)  # finds SQLite's lock free within ~1 ms
+        event.listen(engine.pool, "reset", self._reset)  # a connection given back mid-transaction
+
+    def _begin(self, connection: Connection) -> None:
+        if connection.get_execution_options().get("liandong_read_only", False):
+            connection.exec_driver_sql("BEGIN")
+            return
+        connection.info[_HOLDS_TURN] = self._mutex.acquire(timeout=self._wait)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self._release(connection.info)
+            raise
+
+    def _ended(self, connection: Connection) -> None:
+        self._release(connection.info)
+
+    def _reset(self, _dbapi_connection: Any, record: Any, _state: Any) -> None:
+        self._release(record.info)
+
+    def _release(self, info: dict[Any, Any]) -> None:
+        if info.pop(_HOLDS_TURN, False):
+            self._mutex.release()
+
+
+_HOLDS_TURN = "liandong_holds_writer_turn"
+"""Set in a connection's `info` while its transaction holds the process's writer turn."""
 
 
 def make_engine(database_url: str) -> Engine:
@@ -110,8 +161,7 @@ def make_engine(database_url: str) -> Engine:
         pool = {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL} if sqlite_file(database_url) else {}
         engine = create_engine(database_url, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", _tune_sqlite)
-        # pysqlite's own transaction handling breaks SAVEPOINT; let SQLAlchemy emit BEGIN itself.
-        event.listen(engine, "begin", _begin_sqlite)
+        WriterTurns(BUSY_TIMEOUT_MS / 1000).listen(engine)
         return engine
     options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_SECONDS * 1000}"
     return create_engine(

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import secrets
 from collections.abc import Mapping
@@ -160,6 +161,12 @@ def seal(plaintext: bytes, recipient_public: bytes, aad: bytes) -> SealedBox:
     key = _box_key(ephemeral.exchange(recipient), ephemeral_public, recipient_public)
     nonce = secrets.token_bytes(NONCE_BYTES)
     return SealedBox(ephemeral_public, nonce, key.encrypt(nonce, plaintext, aad))
+
+
+def seal_keys(keys: list[str], recipient_public: bytes, chain_order_id: str) -> SealedBox:
+    """An order's card keys (in line order) as the buyer's page opens them: a JSON list, sealed to
+    the page's key and bound to the order. Whether they come on the order stream or on request."""
+    return seal(json.dumps(keys).encode(), recipient_public, order_aad(chain_order_id))
 
 
 def _box_field(box_json: Mapping[str, object], name: str) -> bytes:

@@ -27,11 +27,18 @@ from liandong.api.deps import (
     stream_events,
     ws_shop,
 )
+from liandong.events import KeyRecipient
 from liandong.services import buyer_auth, buyer_keys, catalogue
 from liandong.services.orders import QuoteAsk
 from liandong.store.models import MAX_ROW_ID, ShopOrder
+from liandong.vault.transport import TransportKeyError, parse_public_key
 
 router = APIRouter(prefix="/api", tags=["buyers"])
+
+MAX_PUBLIC_KEY_TEXT = 100
+"""The longest public key text taken (32 bytes as 0x-hex are 66 characters)."""
+WS_REASON_CHARS = 120
+"""A close frame's reason holds at most 123 bytes."""
 
 Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x" + "ab" * 20])]
 OrderId = Annotated[
@@ -123,7 +130,8 @@ class SignInResponse(BaseModel):
 
 class KeysRequest(BaseModel):
     public_key: str = Field(
-        max_length=100, description="The browser's X25519 public key (32 bytes, base64url or 0x-hex)."
+        max_length=MAX_PUBLIC_KEY_TEXT,
+        description="The browser's X25519 public key (32 bytes, base64url or 0x-hex).",
     )
 
 
@@ -275,15 +283,28 @@ def _ws_proof(context: ShopContext, message: Any) -> BuyerProof | None:
     return None
 
 
-def _opens(context: ShopContext, order_id: str, message: Any) -> bool:
+def _opens(context: ShopContext, order_id: str, message: Any) -> BuyerProof | None:
+    """The proof in the page's first message if it opens the order; None otherwise."""
     proof = _ws_proof(context, message)
     if proof is None:
-        return False
+        return None
     try:
         _open(context, order_id, proof)
     except buyer_keys.OrderAccessDeniedError:
-        return False
-    return True
+        return None
+    return proof
+
+
+def _recipient(message: dict[str, Any], proof: BuyerProof) -> KeyRecipient | None:
+    """The page's X25519 public key from its first message (`"public_key"`, written as `POST
+    …/keys` takes it), to seal the keys to at their delivery; None if it sent none.
+    `TransportKeyError` for one that is not a usable key."""
+    text = message.get("public_key")
+    if text is None:
+        return None
+    if not isinstance(text, str) or len(text) > MAX_PUBLIC_KEY_TEXT:
+        raise TransportKeyError("public_key must be a string of at most 100 characters")
+    return KeyRecipient(parse_public_key(text), "token" if proof.order_token is not None else "wallet")
 
 
 def _keys_read(context: ShopContext, order_id: str) -> bool:
@@ -293,11 +314,17 @@ def _keys_read(context: ShopContext, order_id: str) -> bool:
 
 @router.websocket("/orders/{order_id}/events")
 async def order_events(websocket: WebSocket, order_id: str) -> None:
-    """Pushes the order's status changes (paid, confirmations n/N, delivered); never its keys.
+    """Pushes the order's status changes (paid, confirmations n/N, delivered); never its keys in
+    the clear.
 
     The first message must prove the order, as the HTTP routes do: `{"type": "auth", "token":
     "<order token>"}` or `{"type": "auth", "session": "<wallet session>"}`; anything else (or
     nothing within `LIANDONG_WS_AUTH_SECONDS`) closes the socket (1008) before it hears anything.
+    It may also carry the page's X25519 `"public_key"` (as `POST …/keys` takes it; an unusable one
+    closes the socket, 1008): the `delivered` event then brings the keys sealed to it, as `keys`
+    (the answer `POST …/keys` gives, the read logged with the delivery), so the page opens them at
+    once. A page that subscribed after the delivery, or on another node of a cluster, gets the
+    event alone and asks `POST …/keys`.
     After the keys are opened the page sends `{"type": "ack"}`: only that makes the in-site
     delivery channel count the order as delivered."""
     context = ws_shop(websocket)
@@ -314,14 +341,21 @@ async def order_events(websocket: WebSocket, order_id: str) -> None:
                 first = await websocket.receive_json()
         except (TimeoutError, ValueError, WebSocketDisconnect):
             first = None
-        if not await asyncio.to_thread(_opens, context, order_id, first):
+        proof = await asyncio.to_thread(_opens, context, order_id, first)
+        refusal = "send the order token or a wallet session first"
+        recipient = None
+        if proof is not None:
+            assert isinstance(first, dict)  # a proof came in it
+            try:
+                recipient = _recipient(first, proof)
+            except TransportKeyError as bad:
+                proof, refusal = None, f"public_key: {bad}"[:WS_REASON_CHARS]
+        if proof is None:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await websocket.close(
-                    code=WS_POLICY_VIOLATION, reason="send the order token or a wallet session first"
-                )
+                await websocket.close(code=WS_POLICY_VIOLATION, reason=refusal)
             return
         hub = context.hub
-        queue = hub.subscribe(order_id)
+        queue = hub.subscribe(order_id, recipient)
         await websocket.send_json({"type": "ready", "order": order_id})
 
         async def acknowledged(message: Any) -> None:

@@ -121,6 +121,10 @@ class ProviderPool:
             for provider in self.providers
         ]
 
+    async def close(self) -> None:
+        """Closes every provider's HTTP sessions, when the node that asked through them stops."""
+        await asyncio.gather(*(provider.transport.close() for provider in self.providers))
+
     async def head(self) -> int:
         """The highest head the providers not resting report now (each is asked once)."""
         now = time.monotonic()

@@ -21,6 +21,10 @@ let delivered = null; // {keys, salt, commitment} once the box is open
 let retry = null; // what to try again after switching the network
 let chain = null; // the order's chain (its page data), once the order's state said which
 const early = []; // the stream's events that came before the state: shown after it
+let pushed = null; // the keys sealed to this page that came with the `delivered` event
+// This page's key pair, made once per load: the stream is told its public key, so the shop seals
+// the keys to it at their delivery; `POST …/keys` asks with the same one. null: no X25519 here.
+const pair = window.isSecureContext ? await newKeyPair().catch(() => null) : null;
 
 function proof() {
   if (saved?.token) return { "X-Order-Token": saved.token };
@@ -30,9 +34,10 @@ function proof() {
 
 /** The order stream's first message: the same proof, as the WebSocket cannot carry headers. */
 function hello() {
-  if (saved?.token) return { type: "auth", token: saved.token };
+  const key = pair ? { public_key: pair.publicKey } : {};
+  if (saved?.token) return { type: "auth", token: saved.token, ...key };
   const session = buyerSession();
-  return session ? { type: "auth", session: session.token } : null;
+  return session ? { type: "auth", session: session.token, ...key } : null;
 }
 
 /** While a 429 is waited out: "busy, trying again in n s", in the page's language. */
@@ -165,6 +170,7 @@ function onEvent(event) {
   if (event.type === "ready" && delivered?.keys) live.send({ type: "ack" }); // a reconnect: say it again
   if (event.type !== "order") return;
   if (!chain) return early.push(event); // the order's state (which chain) is on its way
+  if (event.keys && !delivered) pushed = event.keys; // opened by revealKeys, without a request
   if (event.tx_hash && saved) saveOrder(orderId, (saved = { ...saved, txHash: event.tx_hash }));
   showPaymentLink();
   showStatus(event.status, event);
@@ -259,15 +265,16 @@ async function revealKeys() {
   if (!window.isSecureContext) return showProblem(new wallet.Problem("insecure_page"));
   delivered = {}; // one request at a time
   try {
-    const pair = await newKeyPair().catch(() => {
-      throw new wallet.Problem("browser_too_old"); // no X25519 in this browser's WebCrypto
-    });
-    const sealed = await api(`/api/orders/${orderId}/keys`, {
-      method: "POST",
-      headers: proof(),
-      json: { public_key: pair.publicKey },
-      onWait: waiting,
-    });
+    if (!pair) throw new wallet.Problem("browser_too_old"); // no X25519 in this browser's WebCrypto
+    const sealed =
+      pushed ??
+      (await api(`/api/orders/${orderId}/keys`, {
+        method: "POST",
+        headers: proof(),
+        json: { public_key: pair.publicKey },
+        onWait: waiting,
+      }));
+    pushed = null; // if it does not open, the retry asks for the keys instead
     const keys = JSON.parse(await openSealed(sealed.box, pair, orderId));
     delivered = { keys, salt: sealed.salt, commitment: sealed.commitment };
     showKeys(keys);
