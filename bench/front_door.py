@@ -87,6 +87,8 @@ class Run:
     seconds: float = 0.0
     node_cpu_s: float = 0.0
     own_cpu_s: float = 0.0
+    rss_mb: tuple[float, float] = (0.0, 0.0)
+    """The node's resident memory before and after the run."""
 
     def cells(self) -> list[str]:
         done = max(len(self.latencies_ms), 1)
@@ -101,6 +103,7 @@ class Run:
             f"{max(lat) if lat else float('nan'):.1f}",
             f"{self.node_cpu_s * 1000 / done:.2f}",
             f"{self.own_cpu_s * 1000 / done:.2f}",
+            f"{self.rss_mb[0]:.0f} -> {self.rss_mb[1]:.0f}",
         ]
 
 
@@ -115,6 +118,7 @@ HEADER = [
     "max ms",
     "node CPU ms",
     "bench CPU ms",
+    "node RSS MB",
 ]
 
 
@@ -151,12 +155,21 @@ async def measured(shop: LocalShop, run: Run, load: Callable[[], Awaitable[None]
     assert shop.process is not None
     with profiled(shop.process.pid, run.label):
         node_before, own_before = cpu_seconds(shop.process.pid), time.process_time()
-        started = time.time()
+        rss_before, started = rss_mb(shop.process.pid), time.time()
         await load()
         run.seconds = time.time() - started
         run.node_cpu_s = cpu_seconds(shop.process.pid) - node_before
         run.own_cpu_s = time.process_time() - own_before
+        run.rss_mb = (rss_before, rss_mb(shop.process.pid))
     return run
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory (VmRSS), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 async def post_quote(client: aiohttp.ClientSession, body: dict[str, object], run: Run, since: float) -> None:
@@ -278,6 +291,7 @@ async def follow_order(
                         buyer.error = f"{answer.status}: {sealed}"
                 await socket.send(json.dumps({"type": "ack"}))
                 return
+        buyer.error = f"order {buyer.order}: the stream closed before the delivered event"
 
 
 async def keys_path(shop: LocalShop, product_id: int, count: int, rate: float) -> tuple[Run, KeyLegs]:

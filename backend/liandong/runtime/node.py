@@ -22,6 +22,7 @@ the finished node (`__post_init__`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -248,6 +249,11 @@ class Node:
             )
         )
         self.acknowledge_master_key()
+        # What the node is made of (modules, the contracts' ABIs, the ORM's mappers, the parts
+        # built above) lives as long as the process: moved out of the garbage collector's reach,
+        # a full collection walks only what the node makes while it runs. Without it, each full
+        # collection took ~110 ms under load, a stall of every order delivered meanwhile.
+        gc.freeze()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.delivery.run())

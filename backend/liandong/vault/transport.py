@@ -122,20 +122,23 @@ def _decode_key(text: str) -> bytes:
 def _load_public(raw: bytes) -> X25519PublicKey:
     if len(raw) != KEY_BYTES:
         raise TransportKeyError(f"an X25519 public key has {KEY_BYTES} bytes, got {len(raw)}")
-    public = X25519PublicKey.from_public_bytes(raw)
+    return X25519PublicKey.from_public_bytes(raw)
+
+
+def _exchange(private: X25519PrivateKey, public: X25519PublicKey) -> bytes:
     try:
-        # A low-order point makes the shared secret all zeros whatever our key: no secrecy at all.
-        X25519PrivateKey.generate().exchange(public)
+        return private.exchange(public)
     except ValueError as exc:
+        # A low-order point makes the shared secret all zeros whatever our key: no secrecy at all
+        # (the library refuses it, and so do we).
         raise TransportKeyError("the public key is a low-order point, unusable for X25519") from exc
-    return public
 
 
 def parse_public_key(text: str) -> bytes:
     """The 32 raw bytes of an X25519 public key written as base64url, base64 or 0x-hex (what
     WebCrypto's `exportKey("raw", …)` gives, encoded), checked to be usable."""
     raw = _decode_key(text.strip())
-    _load_public(raw)
+    _exchange(X25519PrivateKey.generate(), _load_public(raw))
     return raw
 
 
@@ -158,7 +161,7 @@ def seal(plaintext: bytes, recipient_public: bytes, aad: bytes) -> SealedBox:
     recipient = _load_public(recipient_public)
     ephemeral = X25519PrivateKey.generate()
     ephemeral_public = ephemeral.public_key().public_bytes_raw()
-    key = _box_key(ephemeral.exchange(recipient), ephemeral_public, recipient_public)
+    key = _box_key(_exchange(ephemeral, recipient), ephemeral_public, recipient_public)
     nonce = secrets.token_bytes(NONCE_BYTES)
     return SealedBox(ephemeral_public, nonce, key.encrypt(nonce, plaintext, aad))
 
@@ -190,7 +193,7 @@ def open_sealed(box_json: Mapping[str, object], recipient_private: bytes, aad: b
         raise TransportError(f"the box's nonce has {len(nonce)} bytes, not {NONCE_BYTES}")
     private = X25519PrivateKey.from_private_bytes(recipient_private)
     recipient_public = private.public_key().public_bytes_raw()
-    key = _box_key(private.exchange(_load_public(ephemeral_public)), ephemeral_public, recipient_public)
+    key = _box_key(_exchange(private, _load_public(ephemeral_public)), ephemeral_public, recipient_public)
     try:
         return key.decrypt(nonce, ciphertext, aad)
     except InvalidTag as exc:

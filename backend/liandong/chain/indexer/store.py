@@ -159,17 +159,14 @@ class IndexerStore:
             reached = self._tag_reached(session, tagged, upto, blocks)
             confirmed = self._record_payments(session, paid, orders, times, upto.timestamp, reached)
             connection = session.connection()
+            committed = []
             for event in events:
                 order = orders.get("0x" + event.order_id.hex())
                 if order is None or isinstance(event, OrderPaid):
                     continue
                 block = event.position.block_number
                 if isinstance(event, OrderDelivered):
-                    connection.execute(
-                        update(ShopOrder)
-                        .where(col(ShopOrder.id) == order.id, col(ShopOrder.committed_at).is_(None))
-                        .values(committed_at=_now(), settled_block=block)
-                    )
+                    committed.append({"target": order.id, "at": _now(), "block": block})
                     continue
                 refunded = connection.execute(
                     update(ShopOrder)
@@ -178,6 +175,13 @@ class IndexerStore:
                 )
                 if refunded.rowcount:
                     self._note(order, OrderStatus.REFUNDED)
+            if committed:  # the escrow's records of deliveries: one statement for the run
+                connection.execute(
+                    update(ShopOrder)
+                    .where(col(ShopOrder.id) == bindparam("target"), col(ShopOrder.committed_at).is_(None))
+                    .values(committed_at=bindparam("at"), settled_block=bindparam("block")),
+                    committed,
+                )
             if blocks:  # a rollback deletes blocks above the ancestor, so these are always new
                 connection.execute(
                     insert(ChainBlock),
