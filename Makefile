@@ -40,3 +40,4 @@ bench: setup
 	python bench/delivery_latency.py --quick
 	python bench/detection.py --quick
 	python bench/chains.py --duration 5
+	python bench/front_door.py --duration 2 --orders 200
