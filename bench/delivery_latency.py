@@ -36,7 +36,10 @@ PostgreSQL database made for each run; node CPU is then the sum over the nodes.
 
 Usage: bench/delivery_latency.py [--quick] [--rates 100,200,300,400] [--duration 10]
        [--sizes 100,1000,10000] [--size-rate 200] [--size-modes automine]
-       [--nodes 1,2,3 --postgres URL]
+       [--nodes 1,2,3 --postgres URL] [--http-only]
+
+`--http-only`: the node subscribes to no WebSocket and polls heads over HTTP at the pace of the
+chain's block time, as with a provider without WebSocket (`ws_url: "none"`).
 """
 
 from __future__ import annotations
@@ -499,6 +502,8 @@ def run_mode(
 
 def report(results: Sequence[Result], args: argparse.Namespace) -> None:
     print("\nLatency: the bench's own newHeads arrival of the payment's block -> order.delivered_at.")
+    heads = "over HTTP alone, polled at the blocks' pace" if args.http_only else "from a WebSocket"
+    print(f"The node's heads: {heads}.")
     print(f"Machine: {os.cpu_count()} cores shared by the load generator, anvil and the node.\n")
     print(table([result.cells() for result in results]))
     print("\nMedian time per stage (ms):")
@@ -549,6 +554,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--modes", default="both", help="interval, automine or both")
     parser.add_argument("--quick", action="store_true", help="a run of about a minute")
+    parser.add_argument(
+        "--http-only",
+        action="store_true",
+        help="the node polls heads over HTTP alone (LIANDONG_WS_URL=none): a provider without WebSocket",
+    )
     parser.add_argument("--nodes", type=numbers, default=[1], help="node counts to run, e.g. 1,2,3")
     parser.add_argument(
         "--postgres",
@@ -565,6 +575,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
+    if args.http_only:
+        os.environ["LIANDONG_WS_URL"] = "none"  # the node's environment: heads polled, paced by the blocks
     modes = MODES if args.modes == "both" else (args.modes,)
     size_modes = set(
         MODES if args.size_modes == "both" else () if args.size_modes == "none" else (args.size_modes,)

@@ -53,6 +53,20 @@ def test_chains_by_profile_name_or_id_with_their_records_in_order(tmp_path: Path
     assert (setups[2].confirmations, setups[2].block_time, setups[2].logs_block_range) == ("safe", 2.0, 2000)
 
 
+def test_a_provider_without_websocket_gets_its_heads_over_http(tmp_path: Path) -> None:
+    """`ws_url: "none"` (a provider with no WebSocket) on any chain: no subscription is tried, the
+    indexer polls at the chain's pace; unset, the WebSocket is the RPC URL's."""
+    _record(8453).save(tmp_path / "deployments" / "8453.json")
+    _record(10).save(tmp_path / "deployments" / "10.json")
+    base = ChainSettings(name="Base", rpc_url="https://base", ws_url="none")
+    optimism = ChainSettings(name="OP Mainnet", rpc_url="https://op", ws_url="wss://op-ws")
+    settings = Settings(  # type: ignore[call-arg]
+        data_dir=tmp_path, rpc_url="http://a", ws_url="none", chains=[base, optimism], _env_file=None
+    )
+    assert [setup.ws_url for setup in chain_setups(settings, _record(31337))] == [None, None, "wss://op-ws"]
+    assert _settings(tmp_path).resolved_ws_url == "ws://a"
+
+
 @pytest.mark.parametrize(
     ("entry", "refusal"),
     [

@@ -88,6 +88,10 @@ def test_up_serves_the_demo_shop_delivers_simulated_orders_and_resumes_after_sig
         status = run(env, "status")
         assert status.returncode == 0, status.stderr
         assert "delivery queue" in status.stdout
+        for network, chain_id in (("Local chain A", 31337), ("Local chain B", 31339)):  # each chain's line
+            line = next(line for line in status.stdout.splitlines() if network in line)
+            assert f"chain {chain_id}: head " in line, status.stdout
+            assert "heads over websocket" in line, status.stdout
         anvil = children(shop.pid)
         assert anvil
     finally:

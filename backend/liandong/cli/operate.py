@@ -12,9 +12,11 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.table import Table
-from sqlmodel import Session
+from sqlmodel import Session, select
 from web3 import Web3
 
+from liandong.chain.deployment import DeploymentRecord
+from liandong.chain.profiles import load_profiles
 from liandong.chain.quotes import NATIVE_COIN
 from liandong.chain.rpc import rpc_call
 from liandong.cli.common import chain_url, console, deployment, fail, progress_bar, shop_engine
@@ -48,26 +50,44 @@ def _node_health(settings: Settings) -> dict[str, Any] | None:
     return dict(answer.json()) if answer.status_code == 200 else None
 
 
+def _chain_row(
+    chain_id: int,
+    served: dict[str, Any] | None,
+    checkpoint: int | None,
+    settings: Settings,
+    record: DeploymentRecord,
+) -> tuple[str, str]:
+    """One chain's line: its network, head (the node's providers', or the first chain's RPC asked
+    directly when the node is not answering), checkpoint and lag, and how the node hears heads."""
+    profile = load_profiles().get(chain_id)
+    name = served["network"] if served else profile.name if profile else f"chain {chain_id}"
+    heads = [p["head"] for p in served["providers"] if p.get("head") is not None] if served else []
+    head = max(heads) if heads else None
+    if head is None and chain_id == record.chain_id:  # the node is not answering: ask the chain
+        head = _chain_head(chain_url(settings))
+    lag = f" (lag {head - checkpoint} blocks)" if head is not None and checkpoint is not None else ""
+    heard = f", heads over {served['head_source']}" if served else ", not served by the node now"
+    return name, f"chain {chain_id}: head {head}, checkpoint {checkpoint}{lag}{heard}"
+
+
 def status() -> None:
-    """Chain head and checkpoint lag, the node's queue, orders waiting, stock warnings."""
+    """Each chain's head, checkpoint and lag, the node's queue, orders waiting, stock warnings."""
     with shop_engine() as (settings, engine), Session(engine) as session:
         record = deployment(settings)
-        checkpoint = session.get(ChainCheckpoint, record.chain_id)
+        checkpoints = {row.chain_id: row.block_number for row in session.exec(select(ChainCheckpoint))}
         backlog = stats.backlog(session)
         levels = stats.stock_levels(session)
-    url = chain_url(settings)
-    head, health = _chain_head(url), _node_health(settings)
+    health = _node_health(settings)
+    served = {int(chain["chain_id"]): chain for chain in (health or {}).get("chains", [])}
     table = Table(show_header=False, title="链动小铺 Liandong status")
-    table.add_row(
-        "chain", f"{url} (chain {record.chain_id}), head {head}" if head is not None else f"{url}: no answer"
-    )
-    at = checkpoint.block_number if checkpoint else None
-    lag = f" (lag {head - at} blocks)" if head is not None and at is not None else ""
-    table.add_row("checkpoint", f"{at}{lag}")
+    for chain_id in dict.fromkeys([record.chain_id, *served, *checkpoints]):
+        table.add_row(
+            *_chain_row(chain_id, served.get(chain_id), checkpoints.get(chain_id), settings, record)
+        )
     if health is None:
         table.add_row("node", f"[red]not answering on {settings.api_host}:{settings.api_port}[/]")
     else:
-        table.add_row("node", f"leader {health['leader']}, heads over {health['head_source']}")
+        table.add_row("node", f"leader {health['leader']}")
         table.add_row("delivery queue", str(health["queue"]))
     table.add_row("awaiting confirmations", str(backlog.awaiting_confirmations))
     table.add_row("awaiting keys", str(backlog.awaiting_keys))

@@ -27,18 +27,28 @@ class ChainSettings(BaseModel):
     rpc_urls: list[str] = []
     """More endpoints of the same chain, failed over by health as with `Settings.rpc_urls`."""
     ws_url: str | None = None
-    """WebSocket endpoint for heads. Unset: `rpc_url` with ws:// instead."""
+    """WebSocket endpoint for heads. Unset: `rpc_url` with ws:// instead; `"none"`: the provider
+    has no WebSocket, heads are polled over HTTP at the pace of the chain's block time."""
     deployment: Path | None = None
     """The escrow's deployment record on this chain. Unset: `data_dir/deployments/<chain id>.json`."""
     confirmations: int | Literal["safe", "finalized"] | None = None
     """This chain's confirmation policy. Unset: `Settings.confirmations`, else the chain's profile."""
 
     @property
-    def resolved_ws_url(self) -> str:
-        return self.ws_url or _ws_of(self.rpc_url)
+    def resolved_ws_url(self) -> str | None:
+        return _ws_of(self.ws_url, self.rpc_url)
 
 
-def _ws_of(rpc_url: str) -> str:
+NO_WEBSOCKET = "none"
+"""`ws_url` of a provider without WebSocket: heads over HTTP alone."""
+
+
+def _ws_of(ws_url: str | None, rpc_url: str | None) -> str | None:
+    """The WebSocket endpoint to subscribe to heads on; None: heads over HTTP alone."""
+    if ws_url == NO_WEBSOCKET:
+        return None
+    if ws_url or rpc_url is None:
+        return ws_url
     return rpc_url.replace("https://", "wss://").replace("http://", "ws://")
 
 
@@ -59,7 +69,9 @@ class Settings(BaseSettings):
     the head it reported."""
 
     ws_url: str | None = None
-    """The chain's WebSocket endpoint for head subscriptions. Unset: `rpc_url` with ws:// instead."""
+    """The chain's WebSocket endpoint for head subscriptions. Unset: `rpc_url` with ws:// instead;
+    `"none"`: the provider has no WebSocket, heads are polled over HTTP at the pace of the chain's
+    block time."""
 
     chains: list[ChainSettings] = []
     """More chains the node serves at once (a JSON list of `ChainSettings`), after the chain of
@@ -253,9 +265,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_ws_url(self) -> str | None:
-        if self.ws_url or self.rpc_url is None:
-            return self.ws_url
-        return _ws_of(self.rpc_url)
+        return _ws_of(self.ws_url, self.rpc_url)
 
     @property
     def resolved_database_url(self) -> str:
