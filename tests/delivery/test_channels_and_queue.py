@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
+import pytest
 from liandong.chain.indexer import ConfirmedOrder
 from liandong.delivery.channels import ChannelError, DeliveryNotice, InSiteChannel, notify
 from liandong.delivery.engine import DeliveryEngine
@@ -52,10 +54,14 @@ def test_a_failing_channel_is_retried_then_hands_over_and_every_attempt_is_recor
     assert attempts[0].variant == "B"
 
 
-def test_the_in_site_channel_fails_over_when_no_order_page_is_open() -> None:
+def test_the_in_site_channel_fails_over_when_no_order_page_is_open(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="liandong.delivery.channels")
     attempts = asyncio.run(notify([InSiteChannel(OrderEventHub()), BrokenChannel()], NOTICE))
     assert [(a.channel, a.succeeded) for a in attempts] == [("in-site", False)] + [("broken", False)] * 2
     assert attempts[0].error == "the order page is not open"
+    # A buyer with no page open is the usual case, not a fault: only the broken channel warns.
+    levels = [(record.levelno, record.getMessage().split(" failed")[0]) for record in caplog.records]
+    assert levels == [(logging.INFO, "channel in-site")] + [(logging.WARNING, "channel broken")] * 2
 
 
 def test_order_events_reach_the_order_page_and_the_merchant_feed_stock_only_the_feed() -> None:

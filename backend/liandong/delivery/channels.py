@@ -68,6 +68,12 @@ class ChannelError(Exception):
         """The template variant that failed to go out, so A/B results count failures too."""
 
 
+class BuyerAwayError(ChannelError):
+    """The channel cannot reach this buyer now (no order page open): an expected handover to the
+    next channel, recorded as an attempt like any other but logged as information, not as a
+    warning, so that the channels' real failures stand out in the log."""
+
+
 class Channel(Protocol):
     name: str
 
@@ -92,7 +98,7 @@ class InSiteChannel:
 
     async def send(self, notice: DeliveryNotice) -> str | None:
         if not self.hub.watched(notice.chain_order_id):
-            raise ChannelError("the order page is not open")
+            raise BuyerAwayError("the order page is not open")
         if not await self.hub.wait_for_ack(notice.chain_order_id, self.ack_seconds):
             raise ChannelError("the order page did not confirm that it opened the keys")
         return None
@@ -124,7 +130,8 @@ async def _attempt(channel: Channel, notice: DeliveryNotice) -> DeliveryAttempt:
     try:
         variant = await channel.send(notice)
     except Exception as exc:  # any failure of a channel hands over to the next try
-        log.warning("channel %s failed for order %s: %s", channel.name, notice.order_id, exc)
+        level = logging.INFO if isinstance(exc, BuyerAwayError) else logging.WARNING
+        log.log(level, "channel %s failed for order %s: %s", channel.name, notice.order_id, exc)
         return DeliveryAttempt(
             order_id=notice.order_id,
             channel=channel.name,
