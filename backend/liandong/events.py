@@ -150,12 +150,12 @@ class OrderEventHub:
         payload = event.payload()
         topic = ORDER_TOPIC + event.order
         boxes = {
-            id(queue): sealed[recipient]
+            queue: sealed[recipient]
             for queue, recipient in self._recipients.get(topic, ())
             if recipient in sealed
         }
         for queue in self._subscribers.get(topic, ()):
-            box = boxes.get(id(queue))
+            box = boxes.get(queue)
             self._put_one(queue, payload if box is None else {**payload, "keys": box})
         self._put(MERCHANT_FEED, payload)
 

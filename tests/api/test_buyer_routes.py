@@ -19,10 +19,10 @@ from liandong.chain.quotes import NATIVE_COIN
 from liandong.core.errors import NotFoundError
 from liandong.core.ratelimit import RateLimit
 from liandong.devtools.simulate import dev_account
-from liandong.services.buyer_keys import KeyRead, SealedKeys, seal_orders
+from liandong.services.buyer_keys import KeyRead, seal_orders
 from liandong.store.models import KeyAccess, ShopOrder
 from liandong.vault.crypto import delivery_commitment
-from liandong.vault.transport import open_sealed, order_aad
+from liandong.vault.transport import SealedKeys, open_sealed, order_aad
 from sqlmodel import Session, select
 
 from tests.api.conftest import Api

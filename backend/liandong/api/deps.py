@@ -26,7 +26,7 @@ from liandong.delivery.registry import ChannelRouter
 from liandong.delivery.templates import TemplateBook
 from liandong.events import OrderEventHub, StockEvent
 from liandong.services.buyer_auth import BuyerAuthError, buyer_address
-from liandong.services.buyer_keys import KeyRead, SealedKeys, seal_orders
+from liandong.services.buyer_keys import KeyRead, seal_orders
 from liandong.services.catalogue import Pricing
 from liandong.services.imports import ImportJobs
 from liandong.services.merchant_auth import (
@@ -41,6 +41,7 @@ from liandong.services.merchant_auth import (
 from liandong.services.orders import Batched, IssuedQuote, QuoteAsk, QuoteSigner, issue_quotes
 from liandong.store.models import MAX_ROW_ID, DeliveryAttempt, Merchant
 from liandong.vault.service import Vault
+from liandong.vault.transport import SealedKeys
 
 SESSION_COOKIE = "liandong_session"
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]

@@ -135,7 +135,6 @@ class DeliveryEngine:
         """Notices being sent beside the workers (held so that the tasks are not collected)."""
         self.queue: asyncio.PriorityQueue[tuple[int, int, int]] = asyncio.PriorityQueue()
         self._sequence = itertools.count()
-        self._lock = asyncio.Lock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery")
         """The batches' own thread: a batch never queues behind the API's reads in the loop's
         shared executor, and the key pool is only ever touched from this one thread."""
@@ -233,11 +232,10 @@ class DeliveryEngine:
         while True:
             batch = await self._next_batch()
             try:
-                # One batch at a time (SQLite has one writer anyway), in a worker thread: the
-                # transaction (its wait for the write lock included) and the keys' decryption stay
-                # off the event loop, which meanwhile answers the buyers' pages and key reads.
-                async with self._lock:
-                    outcome = await self._in_writer(self.deliver, batch)
+                # In the batches' one thread, so one batch at a time (SQLite has one writer anyway):
+                # the transaction (its wait for the write lock included) and the keys' decryption
+                # stay off the event loop, which meanwhile answers the buyers' pages and key reads.
+                outcome = await self._in_writer(self.deliver, batch)
             except Exception:
                 # Nothing of the batch happened; its orders stay confirmed in the database, where
                 # the retry (or, if the database is gone for now, the periodic rescan) finds them.
@@ -251,8 +249,7 @@ class DeliveryEngine:
             try:
                 self.settle(outcome.settlements)
                 self._announce(outcome)
-                async with self._lock:  # the key pool is the batches' own: never beside one
-                    await self._in_writer(self._refill_pools)
+                await self._in_writer(self._refill_pools)  # the key pool's one thread, as the batches
             except Exception:
                 # The batch is delivered (committed). What follows is recovered without it: the
                 # leader's rescan re-sends settlements; a lost attempt record leaves a gap in the log.
@@ -440,18 +437,18 @@ class DeliveryEngine:
                 {"order_id": order.id, "line_no": n, "card_key_id": k, "created_at": claimed_at}
                 for n, k in enumerate(key_ids)
             ]
-            updates.append(
-                {"target": order.id, "salt_hex": "0x" + salt.hex(), "commitment_hex": "0x" + commitment.hex()}
-            )
+            written = {"salt_hex": "0x" + salt.hex(), "commitment_hex": "0x" + commitment.hex()}
+            updates.append({"target": order.id, **written})
             delivered.append((order, commitment))
             for recipient in self.hub.recipients(order.chain_order_id):
-                box = seal_keys(plaintexts, recipient.public_key, order.chain_order_id)
-                sealed.setdefault(order.chain_order_id, {})[recipient] = {
-                    "order": order.chain_order_id,
-                    "box": box.to_json(),
-                    "salt": "0x" + salt.hex(),
-                    "commitment": "0x" + commitment.hex(),
-                }
+                keys = seal_keys(
+                    plaintexts,
+                    recipient.public_key,
+                    order.chain_order_id,
+                    written["salt_hex"],
+                    written["commitment_hex"],
+                )
+                sealed.setdefault(order.chain_order_id, {})[recipient] = keys.model_dump()
                 reads.append({"order_id": order.id, "via": recipient.via, "accessed_at": claimed_at})
         connection.execute(insert(Delivery), deliveries)
         if reads:

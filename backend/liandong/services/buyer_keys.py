@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_utils.address import to_checksum_address
-from pydantic import BaseModel
 from sqlalchemy import Engine, bindparam, exists, insert
 from sqlmodel import Session, col, select
 
@@ -23,7 +22,7 @@ from liandong.services.orders import OrderFacts
 from liandong.store.db import READ_ONLY
 from liandong.store.models import CardKey, Delivery, KeyAccess, OrderStatus, ShopOrder, utcnow
 from liandong.vault.service import Vault
-from liandong.vault.transport import parse_public_key, seal_keys
+from liandong.vault.transport import SealedKeys, parse_public_key, seal_keys
 
 MAX_WALLET_ORDERS = 200
 
@@ -40,15 +39,6 @@ class OrderAccessDeniedError(NotFoundError):
 class OrderState(OrderFacts):
     delivery_deadline: int
     commitment: str | None
-
-
-class SealedKeys(BaseModel):
-    order: str
-    box: dict[str, str]
-    """The keys as a JSON list, sealed to the buyer's public key (see `liandong.vault.transport`)."""
-    salt: str
-    """With the keys and the order id, recomputes the commitment the escrow holds."""
-    commitment: str
 
 
 def _reading(session: Session) -> Session:
@@ -111,7 +101,12 @@ class KeyRead:
 
     @property
     def via(self) -> str:
-        return "token" if self.order_token is not None else "wallet"
+        return read_via(self.order_token)
+
+
+def read_via(order_token: str | None) -> str:
+    """How a key read is logged (`KeyAccess.via`): opened by the order token, or by the wallet."""
+    return "token" if order_token is not None else "wallet"
 
 
 def _opened(read: KeyRead, found: ShopOrder | None) -> tuple[ShopOrder, bytes]:
@@ -145,12 +140,9 @@ def _sealed(
     session: Session, vault: Vault, order: ShopOrder, recipient: bytes, ciphertexts: list[bytes]
 ) -> SealedKeys:
     keys = [vault.decrypt(session, order.product_id, ciphertext) for ciphertext in ciphertexts]
-    box = seal_keys(keys, recipient, order.chain_order_id)
     assert order.salt is not None
     assert order.commitment is not None
-    return SealedKeys(
-        order=order.chain_order_id, box=box.to_json(), salt=order.salt, commitment=order.commitment
-    )
+    return seal_keys(keys, recipient, order.chain_order_id, order.salt, order.commitment)
 
 
 def seal_orders(engine: Engine, vault: Vault, reads: list[KeyRead]) -> list[SealedKeys | LiandongError]:

@@ -55,6 +55,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydantic import BaseModel
 
 from liandong.core.errors import InvalidError
 
@@ -166,10 +167,24 @@ def seal(plaintext: bytes, recipient_public: bytes, aad: bytes) -> SealedBox:
     return SealedBox(ephemeral_public, nonce, key.encrypt(nonce, plaintext, aad))
 
 
-def seal_keys(keys: list[str], recipient_public: bytes, chain_order_id: str) -> SealedBox:
+class SealedKeys(BaseModel):
+    """An order's keys as the buyer's page receives them, on request or with the `delivered` event."""
+
+    order: str
+    box: dict[str, str]
+    """The keys as a JSON list, sealed to the buyer's public key (`SealedBox.to_json`)."""
+    salt: str
+    """With the keys and the order id, recomputes the commitment the escrow holds."""
+    commitment: str
+
+
+def seal_keys(
+    keys: list[str], recipient_public: bytes, chain_order_id: str, salt: str, commitment: str
+) -> SealedKeys:
     """An order's card keys (in line order) as the buyer's page opens them: a JSON list, sealed to
-    the page's key and bound to the order. Whether they come on the order stream or on request."""
-    return seal(json.dumps(keys).encode(), recipient_public, order_aad(chain_order_id))
+    the page's key and bound to the order, with the salt and commitment that check them."""
+    box = seal(json.dumps(keys).encode(), recipient_public, order_aad(chain_order_id))
+    return SealedKeys(order=chain_order_id, box=box.to_json(), salt=salt, commitment=commitment)
 
 
 def _box_field(box_json: Mapping[str, object], name: str) -> bytes:

@@ -31,7 +31,7 @@ from liandong.events import KeyRecipient
 from liandong.services import buyer_auth, buyer_keys, catalogue
 from liandong.services.orders import QuoteAsk
 from liandong.store.models import MAX_ROW_ID, ShopOrder
-from liandong.vault.transport import TransportKeyError, parse_public_key
+from liandong.vault.transport import SealedKeys, TransportKeyError, parse_public_key
 
 router = APIRouter(prefix="/api", tags=["buyers"])
 
@@ -217,7 +217,7 @@ async def order_keys(
     request: KeysRequest,
     context: Shop,
     proof: Annotated[BuyerProof, Depends(buyer_proof)],
-) -> buyer_keys.SealedKeys:
+) -> SealedKeys:
     """The order's keys sealed to the browser's X25519 public key, with the salt that recomputes
     the on-chain commitment. Answered once the read is logged (with the reads asked at the same time)."""
     return await context.keys(
@@ -303,8 +303,8 @@ def _recipient(message: dict[str, Any], proof: BuyerProof) -> KeyRecipient | Non
     if text is None:
         return None
     if not isinstance(text, str) or len(text) > MAX_PUBLIC_KEY_TEXT:
-        raise TransportKeyError("public_key must be a string of at most 100 characters")
-    return KeyRecipient(parse_public_key(text), "token" if proof.order_token is not None else "wallet")
+        raise TransportKeyError(f"public_key must be a string of at most {MAX_PUBLIC_KEY_TEXT} characters")
+    return KeyRecipient(parse_public_key(text), buyer_keys.read_via(proof.order_token))
 
 
 def _keys_read(context: ShopContext, order_id: str) -> bool:
