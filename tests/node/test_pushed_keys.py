@@ -3,9 +3,10 @@ X25519 key gets its own box on the stream, the read logged with the delivery; ev
 (a page that named no key, the merchant feed) gets the event alone; a bad key is refused up front.
 
 The attacker's moves: listen to someone's order without its token (closed before it hears
-anything: tests/security), name a key on a stream opened with a wrong token (the same), name a
-key that is no key (refused with the reason), and read a box meant for another page (each page
-gets only its own, sealed to its key: the other's box does not open with it)."""
+anything: tests/security), name a key on a stream opened with a wrong token (closed the same,
+tested here), name a key that is no key (refused with the reason), and read a box meant for
+another page (each page gets only its own, sealed to its key: the other's box does not open with
+it)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,14 @@ def test_pages_that_named_their_key_get_their_own_box_with_the_delivered_event(s
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1008
     assert "public_key" in closed.value.rcvd.reason
+
+    # Mallory names her key on a stream opened with a token that is not the order's: closed before
+    # she hears anything, so nothing is ever sealed to her (the reads below are Alice's and Bob's).
+    mallory = _page(shop, order, {"token": "not-the-token", "public_key": _key(X25519PrivateKey.generate())})
+    with pytest.raises(ConnectionClosed) as closed:
+        mallory.recv(timeout=10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
 
     alice, bob = X25519PrivateKey.generate(), X25519PrivateKey.generate()
     pages = {
