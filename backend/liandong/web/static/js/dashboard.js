@@ -513,10 +513,12 @@ async function showDashboard(username) {
   $("login").hidden = true;
   $("dashboard").hidden = false;
   $("who").textContent = username;
+  // The Funds panel first: its buttons are on screen from now on and must answer a click at once
+  // (it reads the chain: not waited for).
+  mountFunds();
   await loadStock(); // product names for the other panels
   await Promise.all([refreshFigures(), loadOrders()]);
   connectFeed();
-  mountFunds(); // the Funds panel reads the chain: not waited for
 }
 
 async function logIn(event) {
